@@ -1,0 +1,374 @@
+//! The event model as the format stores it: a batch of events and variable
+//! changes held column by column (struct of arrays), the shape in which the
+//! recorder appends them and in which a chunk decodes.
+//!
+//! Ids in these columns refer to metadata defined through the writer:
+//! `thread` to a thread, `code` to a code object, `var_name` to a string.
+//! Fields that hold a "string id + 1" or a "value ref" use 0 for "none", so
+//! that a column that is mostly empty costs almost nothing once encoded.
+
+/// What happened. Values are stable on disk; new kinds get new numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum EventKind {
+    Call = 0,
+    Line = 1,
+    Return = 2,
+    Raise = 3,
+    Reraise = 4,
+    Handled = 5,
+    Unwind = 6,
+    Yield = 7,
+    Resume = 8,
+    Throw = 9,
+}
+
+impl EventKind {
+    /// Every kind, in on-disk order.
+    pub const ALL: [EventKind; 10] = [
+        EventKind::Call,
+        EventKind::Line,
+        EventKind::Return,
+        EventKind::Raise,
+        EventKind::Reraise,
+        EventKind::Handled,
+        EventKind::Unwind,
+        EventKind::Yield,
+        EventKind::Resume,
+        EventKind::Throw,
+    ];
+
+    /// The kind stored as `code`, if this reader knows it.
+    pub fn from_code(code: u8) -> Option<EventKind> {
+        EventKind::ALL.get(usize::from(code)).copied()
+    }
+
+    /// The name used in SQL tables and dumps (`call`, `line`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::Call => "call",
+            EventKind::Line => "line",
+            EventKind::Return => "return",
+            EventKind::Raise => "raise",
+            EventKind::Reraise => "reraise",
+            EventKind::Handled => "handled",
+            EventKind::Unwind => "unwind",
+            EventKind::Yield => "yield",
+            EventKind::Resume => "resume",
+            EventKind::Throw => "throw",
+        }
+    }
+}
+
+/// How a variable changed (PySnooper's vocabulary).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum VarChange {
+    Start = 0,
+    New = 1,
+    Modified = 2,
+    Deleted = 3,
+}
+
+impl VarChange {
+    /// Every change kind, in on-disk order.
+    pub const ALL: [VarChange; 4] = [
+        VarChange::Start,
+        VarChange::New,
+        VarChange::Modified,
+        VarChange::Deleted,
+    ];
+
+    /// The change stored as `code`, if this reader knows it.
+    pub fn from_code(code: u8) -> Option<VarChange> {
+        VarChange::ALL.get(usize::from(code)).copied()
+    }
+
+    /// The name used in SQL tables and dumps.
+    pub fn name(self) -> &'static str {
+        match self {
+            VarChange::Start => "start",
+            VarChange::New => "new",
+            VarChange::Modified => "modified",
+            VarChange::Deleted => "deleted",
+        }
+    }
+}
+
+/// One event, as a row. [`EventBatch`] stores these column by column.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Event {
+    pub seq: u64,
+    pub ts_ns: u64,
+    pub thread: u32,
+    /// An [`EventKind`] as stored (`EventKind as u8`).
+    pub kind: u8,
+    pub frame: u64,
+    pub depth: u32,
+    pub code: u32,
+    pub line: u32,
+    /// Value ref of the return value, yielded value or exception message; 0 = none.
+    pub arg: u32,
+    /// String id + 1 of the arg's type name; 0 = none.
+    pub arg_type: u32,
+    /// Identity of the exception for exception events; 0 otherwise.
+    pub exc_id: u64,
+}
+
+/// One variable change, as a row.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VarRecord {
+    /// Index of the event (within its batch) this change was observed at.
+    pub event: u32,
+    /// String id of the variable's name.
+    pub name: u32,
+    /// A [`VarChange`] as stored.
+    pub change: u8,
+    /// Value ref of the new repr; 0 = none (deleted).
+    pub value: u32,
+    /// String id + 1 of the value's type name; 0 = none.
+    pub type_name: u32,
+}
+
+/// Value texts (sanitized reprs) of a batch. A value ref `k > 0` names entry
+/// `k - 1`; the writer deduplicates entries within each chunk.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Values {
+    text: String,
+    ends: Vec<u32>,
+}
+
+impl Values {
+    /// Appends `text` and returns its value ref (never 0).
+    ///
+    /// A batch holds at most 4 GiB of value text; the recorder hands batches
+    /// over long before that.
+    pub fn push(&mut self, text: &str) -> u32 {
+        self.text.push_str(text);
+        self.ends
+            .push(u32::try_from(self.text.len()).unwrap_or(u32::MAX));
+        u32::try_from(self.ends.len()).unwrap_or(u32::MAX)
+    }
+
+    /// The text of value ref `value_ref`, `None` for 0 or an unknown ref.
+    pub fn get(&self, value_ref: u32) -> Option<&str> {
+        let index = usize::try_from(value_ref).ok()?.checked_sub(1)?;
+        let end = *self.ends.get(index)? as usize;
+        let start = match index {
+            0 => 0,
+            _ => self.ends[index - 1] as usize,
+        };
+        self.text.get(start..end)
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// True when there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Total bytes of text.
+    pub fn text_len(&self) -> usize {
+        self.text.len()
+    }
+
+    pub(crate) fn from_parts(text: String, ends: Vec<u32>) -> Option<Values> {
+        let mut previous = 0u32;
+        for &end in &ends {
+            if end < previous || !text.is_char_boundary(end as usize) {
+                return None;
+            }
+            previous = end;
+        }
+        (previous as usize == text.len()).then_some(Values { text, ends })
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.text.clear();
+        self.ends.clear();
+    }
+}
+
+/// Events and variable changes, column by column.
+///
+/// Rules the writer checks: all event columns have the same length, all
+/// variable columns have the same length, `var_event` is ascending and points
+/// at an event of the batch, and every value ref names an entry of `values`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EventBatch {
+    pub seq: Vec<u64>,
+    pub ts_ns: Vec<u64>,
+    pub thread: Vec<u32>,
+    pub kind: Vec<u8>,
+    pub frame: Vec<u64>,
+    pub depth: Vec<u32>,
+    pub code: Vec<u32>,
+    pub line: Vec<u32>,
+    pub arg: Vec<u32>,
+    pub arg_type: Vec<u32>,
+    pub exc_id: Vec<u64>,
+    pub var_event: Vec<u32>,
+    pub var_name: Vec<u32>,
+    pub var_change: Vec<u8>,
+    pub var_value: Vec<u32>,
+    pub var_type: Vec<u32>,
+    pub values: Values,
+}
+
+impl EventBatch {
+    /// Number of events.
+    pub fn len(&self) -> usize {
+        self.seq.len()
+    }
+
+    /// True when the batch holds no event.
+    pub fn is_empty(&self) -> bool {
+        self.seq.is_empty()
+    }
+
+    /// Number of variable changes.
+    pub fn var_len(&self) -> usize {
+        self.var_event.len()
+    }
+
+    /// Appends an event; returns its index in the batch.
+    pub fn push_event(&mut self, e: &Event) -> u32 {
+        let index = u32::try_from(self.seq.len()).unwrap_or(u32::MAX);
+        self.seq.push(e.seq);
+        self.ts_ns.push(e.ts_ns);
+        self.thread.push(e.thread);
+        self.kind.push(e.kind);
+        self.frame.push(e.frame);
+        self.depth.push(e.depth);
+        self.code.push(e.code);
+        self.line.push(e.line);
+        self.arg.push(e.arg);
+        self.arg_type.push(e.arg_type);
+        self.exc_id.push(e.exc_id);
+        index
+    }
+
+    /// Appends a variable change.
+    pub fn push_var(&mut self, v: &VarRecord) {
+        self.var_event.push(v.event);
+        self.var_name.push(v.name);
+        self.var_change.push(v.change);
+        self.var_value.push(v.value);
+        self.var_type.push(v.type_name);
+    }
+
+    /// The event at `index`, as a row.
+    pub fn event(&self, index: usize) -> Option<Event> {
+        Some(Event {
+            seq: *self.seq.get(index)?,
+            ts_ns: *self.ts_ns.get(index)?,
+            thread: *self.thread.get(index)?,
+            kind: *self.kind.get(index)?,
+            frame: *self.frame.get(index)?,
+            depth: *self.depth.get(index)?,
+            code: *self.code.get(index)?,
+            line: *self.line.get(index)?,
+            arg: *self.arg.get(index)?,
+            arg_type: *self.arg_type.get(index)?,
+            exc_id: *self.exc_id.get(index)?,
+        })
+    }
+
+    /// The variable change at `index`, as a row.
+    pub fn var(&self, index: usize) -> Option<VarRecord> {
+        Some(VarRecord {
+            event: *self.var_event.get(index)?,
+            name: *self.var_name.get(index)?,
+            change: *self.var_change.get(index)?,
+            value: *self.var_value.get(index)?,
+            type_name: *self.var_type.get(index)?,
+        })
+    }
+
+    /// Empties the batch, keeping its allocations for reuse.
+    pub fn clear(&mut self) {
+        for column in [
+            &mut self.seq,
+            &mut self.ts_ns,
+            &mut self.frame,
+            &mut self.exc_id,
+        ] {
+            column.clear();
+        }
+        for column in [
+            &mut self.thread,
+            &mut self.depth,
+            &mut self.code,
+            &mut self.line,
+            &mut self.arg,
+            &mut self.arg_type,
+            &mut self.var_event,
+            &mut self.var_name,
+            &mut self.var_value,
+            &mut self.var_type,
+        ] {
+            column.clear();
+        }
+        self.kind.clear();
+        self.var_change.clear();
+        self.values.clear();
+    }
+
+    /// Checks the structural rules listed on the type.
+    pub fn validate(&self) -> Result<(), String> {
+        let n = self.len();
+        let event_lengths = [
+            self.ts_ns.len(),
+            self.thread.len(),
+            self.kind.len(),
+            self.frame.len(),
+            self.depth.len(),
+            self.code.len(),
+            self.line.len(),
+            self.arg.len(),
+            self.arg_type.len(),
+            self.exc_id.len(),
+        ];
+        if event_lengths.iter().any(|&len| len != n) {
+            return Err(format!(
+                "event columns differ in length: {n} seq, {event_lengths:?}"
+            ));
+        }
+        let m = self.var_len();
+        let var_lengths = [
+            self.var_name.len(),
+            self.var_change.len(),
+            self.var_value.len(),
+            self.var_type.len(),
+        ];
+        if var_lengths.iter().any(|&len| len != m) {
+            return Err(format!(
+                "variable columns differ in length: {m} events, {var_lengths:?}"
+            ));
+        }
+        if !self.var_event.is_sorted() {
+            return Err("var_event is not ascending".into());
+        }
+        if let Some(&last) = self.var_event.last()
+            && last as usize >= n
+        {
+            return Err(format!("var_event {last} points past the {n} events"));
+        }
+        let values = self.values.len();
+        let max_ref = self
+            .arg
+            .iter()
+            .chain(&self.var_value)
+            .copied()
+            .max()
+            .unwrap_or(0);
+        if max_ref as usize > values {
+            return Err(format!("value ref {max_ref} but only {values} values"));
+        }
+        Ok(())
+    }
+}
