@@ -1,0 +1,31 @@
+"""chronolog: record what a Python program did; ask the trace afterwards.
+
+A trace (``.clog``) holds calls, lines, returns, exceptions and variable
+changes of a recorded run. Open one with :func:`open` and ask it questions;
+on the command line, ``chronolog --help`` lists the commands.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib.metadata import PackageNotFoundError, version
+
+from chronolog._native import FORMAT_VERSION, Trace, TraceError
+
+try:
+    __version__ = version("chronolog")
+except PackageNotFoundError:  # running from a source tree without installing
+    __version__ = "0+unknown"
+
+__all__ = ["FORMAT_VERSION", "Trace", "TraceError", "__version__", "open"]
+
+
+def open(path: str | os.PathLike[str]) -> Trace:  # noqa: A001 - the contract's name
+    """Open the trace at ``path``.
+
+    Raises :class:`TraceError` (one line naming the file and the problem) when
+    the file is missing, is not a trace, is damaged beyond use, or was written
+    by a newer format version. A trace whose writer died is opened by scanning:
+    everything intact is readable.
+    """
+    return Trace(os.fspath(path))

@@ -1,0 +1,50 @@
+"""Type stubs and user docs of the Rust extension module."""
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+FORMAT_VERSION: str
+"""The trace format version this chronolog writes (``"MAJOR.MINOR"``)."""
+
+class TraceError(Exception):
+    """A trace is missing, unreadable, damaged beyond use, or of a newer
+    format. The message is one line naming the file and the problem."""
+
+class Trace:
+    """An open trace. Create it with :func:`chronolog.open`."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None: ...
+    @property
+    def path(self) -> str:
+        """The path the trace was opened from."""
+    def info(self) -> dict[str, Any]:
+        """What the trace holds.
+
+        Keys: ``format_version``, ``writer``, ``start_unix_ns``,
+        ``duration_ns``, ``events``, ``events_by_kind`` (kind name to count),
+        ``var_changes``, ``threads`` (dicts with ``thread_id``, ``name``,
+        ``native_id``), ``files``, ``sources``, ``code_objects``, ``chunks``,
+        ``file_bytes``, ``encoded_bytes``, ``naive_bytes``,
+        ``compression_ratio`` (naive fixed-width size / file size),
+        ``bytes_per_event``, ``footer`` (``intact``, ``missing`` or
+        ``damaged: ...``), ``damage`` (one line per unreadable stretch) and
+        ``meta`` (recording metadata).
+        """
+    def check(self, repair: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+        """Decode every chunk and report what is intact.
+
+        Keys: ``clean`` (complete and undamaged), ``footer``, ``chunks``,
+        ``good_chunks``, ``events``, ``var_changes`` (in the good chunks),
+        ``damage`` and ``repaired``. With ``repair``, the intact part is
+        written to that path as a complete trace (never over the input).
+        """
+    def dump(self) -> Iterator[str]:
+        """The stable text rendering of the whole trace, in pieces."""
+
+def write_synthetic(
+    path: str | os.PathLike[str], events: int = 10_000, seed: int = 1, threads: int = 2
+) -> dict[str, int]:
+    """Write a deterministic synthetic trace (for the demo and tests, until
+    the recorder lands). Returns ``bytes``, ``chunks``, ``events`` and
+    ``var_changes``."""

@@ -1,0 +1,163 @@
+"""The ``chronolog`` command line.
+
+Data goes to stdout, diagnostics to stderr. Bad input (a missing file, a
+file that is not a trace, a trace of a newer format, ...) gives one line
+``chronolog: error: ...`` on stderr and exit status 2, never a traceback.
+``chronolog check`` exits 1 when the trace is not complete and intact.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+
+import chronolog
+
+EXIT_OK = 0
+EXIT_DAMAGED = 1
+EXIT_ERROR = 2
+
+
+def _count(n: int) -> str:
+    return f"{n:,}"
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return f"{n} bytes"  # unreachable; keeps type checkers content
+
+
+def _duration(ns: int) -> str:
+    if ns < 1_000_000:
+        return f"{ns / 1000:.1f} µs"
+    if ns < 1_000_000_000:
+        return f"{ns / 1e6:.1f} ms"
+    return f"{ns / 1e9:.3f} s"
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    info = chronolog.open(args.trace).info()
+    out: list[tuple[str, str]] = []
+    out.append(("trace", f"{args.trace} (format v{info['format_version']}, by {info['writer']})"))
+    started = _dt.datetime.fromtimestamp(info["start_unix_ns"] / 1e9, tz=_dt.UTC)
+    out.append(("started", started.strftime("%Y-%m-%d %H:%M:%S UTC")))
+    out.append(("duration", _duration(info["duration_ns"])))
+    kinds = ", ".join(f"{k} {_count(n)}" for k, n in info["events_by_kind"].items() if n)
+    out.append(("events", f"{_count(info['events'])}" + (f" ({kinds})" if kinds else "")))
+    out.append(("var changes", _count(info["var_changes"])))
+    threads = ", ".join(f"{t['name']} (native id {t['native_id']})" for t in info["threads"])
+    out.append(("threads", f"{len(info['threads'])}" + (f": {threads}" if threads else "")))
+    files = ", ".join(info["files"])
+    out.append(
+        ("files", f"{len(info['files'])}, {info['sources']} with source" + (f": {files}" if files else ""))
+    )
+    out.append(("code objects", _count(info["code_objects"])))
+    size = f"{_size(info['file_bytes'])} in {info['chunks']} chunks"
+    if info["events"]:
+        size += (
+            f", {info['bytes_per_event']:.2f} bytes/event, "
+            f"{info['compression_ratio']:.1f}x smaller than fixed-width columns"
+        )
+    out.append(("size", size))
+    out.append(("footer", info["footer"]))
+    for key, value in info["meta"].items():
+        out.append((f"meta {key}", value))
+    width = max(len(label) for label, _ in out)
+    for label, value in out:
+        print(f"{label:<{width}}  {value}")
+    for damage in info["damage"]:
+        print(f"damage  {damage}")
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    trace = chronolog.open(args.trace)
+    report = trace.check(repair=args.repair)
+    summary = (
+        f"{report['good_chunks']} of {report['chunks']} chunks intact, "
+        f"{_count(report['events'])} events, {_count(report['var_changes'])} variable changes"
+    )
+    if report["clean"]:
+        print(f"{args.trace}: OK, {summary}, footer intact")
+    else:
+        footer = report["footer"]
+        verdict = "INCOMPLETE (its writer did not finish)" if footer == "missing" else "DAMAGED"
+        print(f"{args.trace}: {verdict}, {summary}, footer {footer}")
+        for damage in report["damage"]:
+            print(f"  {damage}")
+    if args.repair is not None:
+        print(f"wrote {args.repair}: {_count(report['events'])} events from the intact chunks")
+        return EXIT_OK
+    if not report["clean"]:
+        print(
+            f"hint: `chronolog check {args.trace} --repair OUT.clog` writes the intact part "
+            "as a complete trace",
+            file=sys.stderr,
+        )
+        return EXIT_DAMAGED
+    return EXIT_OK
+
+
+def cmd_dump(args: argparse.Namespace) -> int:
+    trace = chronolog.open(args.trace)
+    write = sys.stdout.write
+    for piece in trace.dump():
+        write(piece)
+    sys.stdout.flush()
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chronolog",
+        description="Record what a Python program did; ask the trace afterwards.",
+    )
+    parser.add_argument("--version", action="version", version=f"chronolog {chronolog.__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    info = commands.add_parser("info", help="what a trace holds: events, threads, files, sizes")
+    info.add_argument("trace", metavar="TRACE")
+    info.set_defaults(run=cmd_info)
+
+    check = commands.add_parser("check", help="verify every chunk; optionally write the intact part")
+    check.add_argument("trace", metavar="TRACE")
+    check.add_argument("--repair", metavar="OUT", help="write the intact part to OUT as a complete trace")
+    check.set_defaults(run=cmd_check)
+
+    dump = commands.add_parser("dump", help="every event and variable change as stable text")
+    dump.add_argument("trace", metavar="TRACE")
+    dump.set_defaults(run=cmd_dump)
+    return parser
+
+
+def _fail(message: str) -> int:
+    print(f"chronolog: error: {message}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return run(args)
+    except chronolog.TraceError as error:
+        return _fail(str(error))
+    except OSError as error:
+        if isinstance(error, BrokenPipeError):
+            # The reader (e.g. `| head`) went away: stop quietly.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return EXIT_OK
+        where = f"{error.filename}: " if error.filename else ""
+        return _fail(f"{where}{error.strerror or error}")
+    except KeyboardInterrupt:
+        return 130
+
+
