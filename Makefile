@@ -1,0 +1,73 @@
+# chronolog — `make help` lists the targets. CI runs `.ci/run`, which calls
+# `make lint` and `make test`.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BUILD := build
+DEMO_TRACE := $(BUILD)/demo.clog
+PYTHONS := $(shell scripts/pythons.sh)
+
+.PHONY: help demo test test-rust test-python lint fmt schemas bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml Cargo.toml $(shell find format analyze recorder python schemas -type f -not -path '*/__pycache__/*')
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet .
+	touch $@
+
+demo: $(VENV)/.installed ## set up .venv with chronolog, write a trace, show what chronolog reads from it
+	@mkdir -p $(BUILD)
+	@echo "== writing a synthetic 200,000-event trace to $(DEMO_TRACE) (the recorder lands in issue 3)"
+	$(VENV)/bin/python -c "import chronolog._native as n; print(n.write_synthetic('$(DEMO_TRACE)', events=200_000))"
+	@echo "== chronolog info"
+	$(VENV)/bin/chronolog info $(DEMO_TRACE)
+	@echo "== chronolog check"
+	$(VENV)/bin/chronolog check $(DEMO_TRACE)
+	@echo "== chronolog dump (first 25 lines)"
+	$(VENV)/bin/chronolog dump $(DEMO_TRACE) | head -n 25
+
+test: test-rust test-python ## all Rust tests, then pytest on every CPython 3.11-3.13 present
+
+test-rust: ## cargo test of the whole workspace
+	cargo test --workspace --quiet
+
+test-python: ## build a wheel per CPython present and run pytest against it
+	@test -n "$(PYTHONS)" || { echo "no CPython 3.11-3.13 found"; exit 1; }
+	@set -- $(PYTHONS); while [ $$# -gt 0 ]; do \
+	  version=$$1; python=$$2; shift 2; venv=$(BUILD)/venv-$$version; \
+	  echo "== CPython $$version ($$python)"; \
+	  [ -x $$venv/bin/python ] || $$python -m venv $$venv; \
+	  $$venv/bin/pip install --quiet --upgrade pip maturin pytest; \
+	  rm -rf $(BUILD)/wheels/$$version; \
+	  $$venv/bin/maturin build --quiet --release --interpreter $$venv/bin/python --out $(BUILD)/wheels/$$version; \
+	  $$venv/bin/pip install --quiet --force-reinstall --no-deps $(BUILD)/wheels/$$version/*.whl; \
+	  $$venv/bin/python -m pytest -q tests; \
+	done
+
+lint: ## rustfmt, clippy (warnings are errors) and ruff
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets --quiet -- -D warnings
+	@[ -x $(BUILD)/venv-lint/bin/ruff ] || { $(PYTHON) -m venv $(BUILD)/venv-lint && $(BUILD)/venv-lint/bin/pip install --quiet ruff; }
+	$(BUILD)/venv-lint/bin/ruff check python tests scripts
+	$(BUILD)/venv-lint/bin/ruff format --check python tests scripts
+
+fmt: ## format Rust and Python code
+	cargo fmt --all
+	@[ -x $(BUILD)/venv-lint/bin/ruff ] || { $(PYTHON) -m venv $(BUILD)/venv-lint && $(BUILD)/venv-lint/bin/pip install --quiet ruff; }
+	$(BUILD)/venv-lint/bin/ruff format python tests scripts
+
+schemas: ## regenerate format/src/generated from schemas/*.capnp (needs Debian's capnproto)
+	CHRONOLOG_UPDATE_SCHEMAS=1 cargo test -p chronolog-format --test schema_drift --quiet
+
+bench: ## format benchmarks (encode/decode throughput, bytes per event); see benches/README.md
+	cargo bench -p chronolog-benches --bench format
+
+clean: ## remove build products and virtual environments
+	rm -rf target $(BUILD) $(VENV)
