@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import COMPAT
 
 import chronolog
 import chronolog._native as native
+from conftest import COMPAT
 
 
 def test_info_reports_what_the_writer_wrote(tmp_path: Path) -> None:

@@ -143,7 +143,7 @@ pub(crate) fn read_block(data: &[u8], offset: u64) -> Result<BlockRef<'_>, Block
         .ok_or_else(|| BlockError::Invalid(format!("unknown block kind {}", header[4])))?;
     let body_len = u32::from_le_bytes([header[8], header[9], header[10], header[11]]) as usize;
     let stored_crc = u32::from_le_bytes([header[12], header[13], header[14], header[15]]);
-    if header[5..8] != [0, 0, 0] || body_len % 8 != 0 {
+    if header[5..8] != [0, 0, 0] || !body_len.is_multiple_of(8) {
         return Err(BlockError::Invalid("malformed block header".into()));
     }
     let body_start = start + BLOCK_HEADER_LEN;

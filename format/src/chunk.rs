@@ -244,19 +244,17 @@ pub(crate) fn encode_chunk(batch: &EventBatch, range: Range<usize>) -> (Vec<u8>,
 
     let mut message = Builder::new_default();
     let mut root = message.init_root::<trace_capnp::chunk::Builder<'_>>();
-    let written = stats.write(root.reborrow().init_stats()).and_then(|()| {
-        let mut list = root.init_columns(w.columns.len() as u32);
-        for (i, (id, encoding, compression, count, raw_len, data)) in w.columns.iter().enumerate() {
-            let mut c = list.reborrow().get(i as u32);
-            c.set_id(*id);
-            c.set_encoding(*encoding);
-            c.set_compression(*compression);
-            c.set_count(*count);
-            c.set_raw_len(*raw_len);
-            c.set_data(data);
-        }
-        Ok(())
-    });
+    let written = stats.write(root.reborrow().init_stats());
+    let mut list = root.init_columns(w.columns.len() as u32);
+    for (i, (id, encoding, compression, count, raw_len, data)) in w.columns.iter().enumerate() {
+        let mut c = list.reborrow().get(i as u32);
+        c.set_id(*id);
+        c.set_encoding(*encoding);
+        c.set_compression(*compression);
+        c.set_count(*count);
+        c.set_raw_len(*raw_len);
+        c.set_data(data);
+    }
     debug_assert!(written.is_ok(), "building an in-memory message cannot fail");
     (capnp::serialize::write_message_to_words(&message), stats)
 }
@@ -270,9 +268,9 @@ pub(crate) fn reader_options(len: usize) -> ReaderOptions {
     options
 }
 
-fn read_chunk_root<'a>(
-    body: &'a [u8],
-) -> capnp::Result<capnp::message::Reader<capnp::serialize::BufferSegments<&'a [u8]>>> {
+fn read_chunk_root(
+    body: &[u8],
+) -> capnp::Result<capnp::message::Reader<capnp::serialize::BufferSegments<&[u8]>>> {
     let mut slice = body;
     capnp::serialize::read_message_from_flat_slice(&mut slice, reader_options(body.len()))
 }

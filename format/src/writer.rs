@@ -59,7 +59,7 @@ pub struct WriteSummary {
 
 enum Job {
     Metadata(PendingMetadata),
-    Batch(EventBatch),
+    Batch(Box<EventBatch>),
     Sync(SyncSender<()>),
     Finish(SyncSender<WriteSummary>),
 }
@@ -170,7 +170,7 @@ impl TraceWriter {
         self.check_ids(&batch)?;
         self.send_pending()?;
         if !batch.is_empty() {
-            self.send(Job::Batch(batch))?;
+            self.send(Job::Batch(Box::new(batch)))?;
         }
         Ok(())
     }

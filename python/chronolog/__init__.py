@@ -20,7 +20,7 @@ except PackageNotFoundError:  # running from a source tree without installing
 __all__ = ["FORMAT_VERSION", "Trace", "TraceError", "__version__", "open"]
 
 
-def open(path: str | os.PathLike[str]) -> Trace:  # noqa: A001 - the contract's name
+def open(path: str | os.PathLike[str]) -> Trace:
     """Open the trace at ``path``.
 
     Raises :class:`TraceError` (one line naming the file and the problem) when

@@ -2,6 +2,7 @@
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 FORMAT_VERSION: str
@@ -16,7 +17,7 @@ class Trace:
 
     def __init__(self, path: str | os.PathLike[str]) -> None: ...
     @property
-    def path(self) -> str:
+    def path(self) -> Path:
         """The path the trace was opened from."""
     def info(self) -> dict[str, Any]:
         """What the trace holds.

@@ -14,7 +14,6 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-
 import chronolog
 
 EXIT_OK = 0
@@ -56,7 +55,11 @@ def cmd_info(args: argparse.Namespace) -> int:
     out.append(("threads", f"{len(info['threads'])}" + (f": {threads}" if threads else "")))
     files = ", ".join(info["files"])
     out.append(
-        ("files", f"{len(info['files'])}, {info['sources']} with source" + (f": {files}" if files else ""))
+        (
+            "files",
+            f"{len(info['files'])}, {info['sources']} with source"
+            + (f": {files}" if files else ""),
+        )
     )
     out.append(("code objects", _count(info["code_objects"])))
     size = f"{_size(info['file_bytes'])} in {info['chunks']} chunks"
@@ -126,9 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("trace", metavar="TRACE")
     info.set_defaults(run=cmd_info)
 
-    check = commands.add_parser("check", help="verify every chunk; optionally write the intact part")
+    check = commands.add_parser(
+        "check", help="verify every chunk; optionally write the intact part"
+    )
     check.add_argument("trace", metavar="TRACE")
-    check.add_argument("--repair", metavar="OUT", help="write the intact part to OUT as a complete trace")
+    check.add_argument(
+        "--repair", metavar="OUT", help="write the intact part to OUT as a complete trace"
+    )
     check.set_defaults(run=cmd_check)
 
     dump = commands.add_parser("dump", help="every event and variable change as stable text")
@@ -159,5 +166,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"{where}{error.strerror or error}")
     except KeyboardInterrupt:
         return 130
-
-

@@ -5,6 +5,7 @@
 #[allow(
     clippy::all,
     clippy::pedantic,
+    clippy::unwrap_used,
     unused_qualifications,
     missing_debug_implementations,
     reason = "generated code, checked by the schema drift test instead"
