@@ -6,10 +6,10 @@
 //! parallel with the others. Ids of strings, code objects and threads are
 //! global to the trace and defined by metadata blocks.
 
-use std::collections::HashMap;
 use std::ops::Range;
 
 use capnp::message::{Builder, ReaderOptions};
+use rustc_hash::FxHashMap;
 
 use crate::encoding::{self, ColumnInt};
 use crate::event::{EventBatch, Values};
@@ -105,37 +105,37 @@ fn distinct_sorted(values: &[u32]) -> Vec<u32> {
 /// Builds the chunk's own value dictionary: remaps the batch's value refs
 /// used by the chunk to dense, deduplicated chunk refs.
 struct ValueDictionary<'a> {
-    batch_to_chunk: HashMap<u32, u32>,
-    by_text: HashMap<&'a str, u32>,
+    /// Chunk ref of each batch value ref (index), 0 while unseen.
+    batch_to_chunk: Vec<u32>,
+    by_text: FxHashMap<&'a str, u32>,
     lens: Vec<u32>,
     text: Vec<u8>,
 }
 
 impl<'a> ValueDictionary<'a> {
-    fn new() -> Self {
+    fn new(values: &Values) -> Self {
         ValueDictionary {
-            batch_to_chunk: HashMap::new(),
-            by_text: HashMap::new(),
+            batch_to_chunk: vec![0; values.len() + 1],
+            by_text: FxHashMap::default(),
             lens: Vec::new(),
             text: Vec::new(),
         }
     }
 
     fn remap(&mut self, values: &'a Values, batch_ref: u32) -> u32 {
-        if batch_ref == 0 {
+        let Some(&known) = self.batch_to_chunk.get(batch_ref as usize) else {
             return 0;
-        }
-        if let Some(&chunk_ref) = self.batch_to_chunk.get(&batch_ref) {
-            return chunk_ref;
+        };
+        if batch_ref == 0 || known != 0 {
+            return known;
         }
         let text = values.get(batch_ref).unwrap_or("");
         let chunk_ref = *self.by_text.entry(text).or_insert_with(|| {
-            self.lens
-                .push(u32::try_from(text.len()).unwrap_or(u32::MAX));
+            self.lens.push(u32::try_from(text.len()).unwrap_or(u32::MAX));
             self.text.extend_from_slice(text.as_bytes());
             u32::try_from(self.lens.len()).unwrap_or(u32::MAX)
         });
-        self.batch_to_chunk.insert(batch_ref, chunk_ref);
+        self.batch_to_chunk[batch_ref as usize] = chunk_ref;
         chunk_ref
     }
 }
@@ -183,7 +183,7 @@ pub(crate) fn encode_chunk(batch: &EventBatch, range: Range<usize>) -> (Vec<u8>,
         .partition_point(|&e| (e as usize) < range.end);
     let vars = var_start..var_end;
 
-    let mut dictionary = ValueDictionary::new();
+    let mut dictionary = ValueDictionary::new(&batch.values);
     let arg: Vec<u32> = batch.arg[events.clone()]
         .iter()
         .map(|&r| dictionary.remap(&batch.values, r))

@@ -49,10 +49,24 @@ fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
+/// Bytes of the varint of a value with `n` leading zero bits, for n in 0..=64.
+const VARINT_LEN: [u8; 65] = {
+    let mut table = [0u8; 65];
+    let mut zeros = 0;
+    while zeros <= 64 {
+        let bits = if zeros == 64 { 1 } else { 64 - zeros };
+        table[zeros] = bits.div_ceil(7) as u8;
+        zeros += 1;
+    }
+    table
+};
+
+#[inline]
 fn varint_len(v: u64) -> usize {
-    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+    VARINT_LEN[v.leading_zeros() as usize] as usize
 }
 
+#[inline]
 pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
@@ -110,10 +124,6 @@ fn transformed<T: ColumnInt>(values: &[T], delta: bool) -> impl Iterator<Item = 
     })
 }
 
-fn plain_size(stream: impl Iterator<Item = u64>) -> usize {
-    stream.map(varint_len).sum()
-}
-
 fn runs(stream: impl Iterator<Item = u64>) -> impl Iterator<Item = (u64, u64)> {
     let mut stream = stream.peekable();
     std::iter::from_fn(move || {
@@ -126,21 +136,68 @@ fn runs(stream: impl Iterator<Item = u64>) -> impl Iterator<Item = (u64, u64)> {
     })
 }
 
-fn rle_size(stream: impl Iterator<Item = u64>) -> usize {
-    runs(stream)
-        .map(|(v, n)| varint_len(v) + varint_len(n))
-        .sum()
+/// Running size of a run-length encoding, fed one value at a time.
+struct RunSize {
+    bytes: usize,
+    value: u64,
+    length: u64,
+}
+
+impl RunSize {
+    fn new() -> Self {
+        RunSize {
+            bytes: 0,
+            value: 0,
+            length: 0,
+        }
+    }
+
+    #[inline]
+    fn add(&mut self, value: u64) {
+        if value == self.value && self.length > 0 {
+            self.length += 1;
+        } else {
+            self.finish_run();
+            self.value = value;
+            self.length = 1;
+        }
+    }
+
+    #[inline]
+    fn finish_run(&mut self) {
+        if self.length > 0 {
+            self.bytes += varint_len(self.value) + varint_len(self.length);
+        }
+    }
+}
+
+/// Encoded sizes of `values` under each encoding, in one pass.
+fn sizes<T: ColumnInt>(values: &[T]) -> [(Encoding, usize); 4] {
+    let (mut plain, mut delta) = (0usize, 0usize);
+    let (mut rle, mut delta_rle) = (RunSize::new(), RunSize::new());
+    let mut previous = 0u64;
+    for v in values {
+        let v = v.to_u64();
+        let d = zigzag(v.wrapping_sub(previous) as i64);
+        previous = v;
+        plain += varint_len(v);
+        delta += varint_len(d);
+        rle.add(v);
+        delta_rle.add(d);
+    }
+    rle.finish_run();
+    delta_rle.finish_run();
+    [
+        (Encoding::Varint, plain),
+        (Encoding::DeltaVarint, delta),
+        (Encoding::Rle, rle.bytes),
+        (Encoding::DeltaRle, delta_rle.bytes),
+    ]
 }
 
 /// Encodes `values` with the smallest encoding; returns it with the bytes.
 pub(crate) fn encode_ints<T: ColumnInt>(values: &[T], out: &mut Vec<u8>) -> Encoding {
-    let candidates = [
-        (Encoding::Varint, plain_size(transformed(values, false))),
-        (Encoding::DeltaVarint, plain_size(transformed(values, true))),
-        (Encoding::Rle, rle_size(transformed(values, false))),
-        (Encoding::DeltaRle, rle_size(transformed(values, true))),
-    ];
-    let (encoding, size) = candidates
+    let (encoding, size) = sizes(values)
         .into_iter()
         .min_by_key(|&(_, size)| size)
         .unwrap_or((Encoding::Varint, 0));
@@ -299,6 +356,15 @@ mod tests {
             .map(|i| 5_000_000_000 + i * 97 + (i * i * 13) % 37)
             .collect();
         assert_eq!(round_trip(&ts), Encoding::DeltaVarint);
+    }
+
+    #[test]
+    fn varint_lengths_match_the_encoder() {
+        for v in [0, 1, 127, 128, 16_383, 16_384, u64::from(u32::MAX), u64::MAX / 2, u64::MAX] {
+            let mut out = Vec::new();
+            put_varint(&mut out, v);
+            assert_eq!(varint_len(v), out.len(), "{v}");
+        }
     }
 
     #[test]
