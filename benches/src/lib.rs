@@ -5,7 +5,9 @@
 use std::path::PathBuf;
 
 use chronolog_format::synth::{SynthOptions, write_trace};
-use chronolog_format::{ColumnMask, EventBatch, HeaderInfo, TraceReader, TraceWriter, WriterOptions};
+use chronolog_format::{
+    ColumnMask, EventBatch, HeaderInfo, TraceReader, TraceWriter, WriterOptions,
+};
 
 /// Number of events of the benchmark trace: `CHRONOLOG_BENCH_EVENTS`, or 10 M.
 pub fn bench_events() -> u64 {
@@ -52,7 +54,8 @@ impl Decoded {
 
     /// Writes the decoded events to `out` through the real writer.
     pub fn write_to(&self, out: &std::path::Path) -> u64 {
-        let mut writer = TraceWriter::create(out, &HeaderInfo::default(), WriterOptions::default()).expect("create");
+        let mut writer = TraceWriter::create(out, &HeaderInfo::default(), WriterOptions::default())
+            .expect("create");
         let tables = self.reader.tables();
         for id in 0..tables.string_count() as u32 {
             writer.define_string(tables.string(id).unwrap_or(""));

@@ -131,7 +131,8 @@ impl<'a> ValueDictionary<'a> {
         }
         let text = values.get(batch_ref).unwrap_or("");
         let chunk_ref = *self.by_text.entry(text).or_insert_with(|| {
-            self.lens.push(u32::try_from(text.len()).unwrap_or(u32::MAX));
+            self.lens
+                .push(u32::try_from(text.len()).unwrap_or(u32::MAX));
             self.text.extend_from_slice(text.as_bytes());
             u32::try_from(self.lens.len()).unwrap_or(u32::MAX)
         });

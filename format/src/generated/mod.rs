@@ -10,4 +10,5 @@
     missing_debug_implementations,
     reason = "generated code, checked by the schema drift test instead"
 )]
+#[rustfmt::skip]
 pub mod trace_capnp;
