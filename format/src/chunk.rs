@@ -95,11 +95,18 @@ impl ColumnMask {
     }
 }
 
+/// Distinct values, ascending. Ids are dense and small, so a bitmap sized by
+/// the largest id does it in linear time (the writer has checked every id
+/// against the defined ones, which bounds the bitmap).
 fn distinct_sorted(values: &[u32]) -> Vec<u32> {
-    let mut out = values.to_vec();
-    out.sort_unstable();
-    out.dedup();
-    out
+    let Some(&max) = values.iter().max() else {
+        return Vec::new();
+    };
+    let mut seen = vec![false; max as usize + 1];
+    for &v in values {
+        seen[v as usize] = true;
+    }
+    (0..=max).filter(|&v| seen[v as usize]).collect()
 }
 
 /// Builds the chunk's own value dictionary: remaps the batch's value refs

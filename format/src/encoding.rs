@@ -136,62 +136,29 @@ fn runs(stream: impl Iterator<Item = u64>) -> impl Iterator<Item = (u64, u64)> {
     })
 }
 
-/// Running size of a run-length encoding, fed one value at a time.
-struct RunSize {
-    bytes: usize,
-    value: u64,
-    length: u64,
-}
-
-impl RunSize {
-    fn new() -> Self {
-        RunSize {
-            bytes: 0,
-            value: 0,
-            length: 0,
-        }
-    }
-
-    #[inline]
-    fn add(&mut self, value: u64) {
-        if value == self.value && self.length > 0 {
-            self.length += 1;
-        } else {
-            self.finish_run();
-            self.value = value;
-            self.length = 1;
-        }
-    }
-
-    #[inline]
-    fn finish_run(&mut self) {
-        if self.length > 0 {
-            self.bytes += varint_len(self.value) + varint_len(self.length);
-        }
-    }
-}
-
-/// Encoded sizes of `values` under each encoding, in one pass.
+/// Encoded sizes of `values` under each encoding, in one branch-free pass.
+/// Run lengths are counted as one byte each (exact below 128): long runs are
+/// where run-length encoding wins by far anyway.
 fn sizes<T: ColumnInt>(values: &[T]) -> [(Encoding, usize); 4] {
-    let (mut plain, mut delta) = (0usize, 0usize);
-    let (mut rle, mut delta_rle) = (RunSize::new(), RunSize::new());
-    let mut previous = 0u64;
-    for v in values {
+    let (mut plain, mut delta, mut rle, mut delta_rle) = (0usize, 0usize, 0usize, 0usize);
+    let (mut previous, mut previous_delta) = (0u64, 0u64);
+    for (i, v) in values.iter().enumerate() {
         let v = v.to_u64();
         let d = zigzag(v.wrapping_sub(previous) as i64);
+        let (v_len, d_len) = (varint_len(v), varint_len(d));
+        plain += v_len;
+        delta += d_len;
+        let first = usize::from(i == 0);
+        rle += (usize::from(v != previous) | first) * (v_len + 1);
+        delta_rle += (usize::from(d != previous_delta) | first) * (d_len + 1);
         previous = v;
-        plain += varint_len(v);
-        delta += varint_len(d);
-        rle.add(v);
-        delta_rle.add(d);
+        previous_delta = d;
     }
-    rle.finish_run();
-    delta_rle.finish_run();
     [
         (Encoding::Varint, plain),
         (Encoding::DeltaVarint, delta),
-        (Encoding::Rle, rle.bytes),
-        (Encoding::DeltaRle, delta_rle.bytes),
+        (Encoding::Rle, rle),
+        (Encoding::DeltaRle, delta_rle),
     ]
 }
 

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum FormatError {
     /// The file could not be opened, read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {}", describe_io(source))]
     Io {
         path: PathBuf,
         #[source]
@@ -50,6 +50,16 @@ pub enum FormatError {
 
 /// Result type of this crate.
 pub type Result<T, E = FormatError> = std::result::Result<T, E>;
+
+/// An I/O error as a user reads it: "No such file or directory", without
+/// the "(os error 2)" suffix the standard library adds.
+fn describe_io(error: &std::io::Error) -> String {
+    let text = error.to_string();
+    match text.find(" (os error ") {
+        Some(cut) => text[..cut].to_string(),
+        None => text,
+    }
+}
 
 impl FormatError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
