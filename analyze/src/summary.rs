@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use chronolog_format::{ColumnId, ColumnMask, EventKind, FooterStatus, TraceReader};
+use chronolog_format::{ColumnId, ColumnMask, EventKind, TraceReader};
 use rayon::prelude::*;
 
 /// Figures about one trace.
@@ -127,11 +127,7 @@ pub fn summarize(reader: &TraceReader) -> TraceSummary {
         } else {
             file_bytes as f64 / events as f64
         },
-        footer: match reader.footer_status() {
-            FooterStatus::Intact => "intact".into(),
-            FooterStatus::Missing => "missing".into(),
-            FooterStatus::Damaged(reason) => format!("damaged: {reason}"),
-        },
+        footer: reader.footer_status().to_string(),
         damage,
         meta,
     }

@@ -269,23 +269,25 @@ pub(crate) fn encode_chunk(batch: &EventBatch, range: Range<usize>) -> (Vec<u8>,
 
 /// Reader options for a body of `len` bytes: traversal is bounded by the
 /// body's own size, so a hostile message cannot make reading it expensive.
-pub(crate) fn reader_options(len: usize) -> ReaderOptions {
+fn reader_options(len: usize) -> ReaderOptions {
     let mut options = ReaderOptions::new();
     options.traversal_limit_in_words(Some((len / 8).saturating_mul(4).max(1024)));
     options.nesting_limit(16);
     options
 }
 
-fn read_chunk_root(
+/// Opens the Cap'n Proto message of a block body, in place.
+pub(crate) fn read_message(
     body: &[u8],
-) -> capnp::Result<capnp::message::Reader<capnp::serialize::BufferSegments<&[u8]>>> {
+) -> Result<capnp::message::Reader<capnp::serialize::BufferSegments<&[u8]>>, String> {
     let mut slice = body;
     capnp::serialize::read_message_from_flat_slice(&mut slice, reader_options(body.len()))
+        .map_err(|e| e.to_string())
 }
 
 /// Reads only the statistics of a chunk body.
 pub(crate) fn read_stats(body: &[u8]) -> Result<ChunkStats, String> {
-    let message = read_chunk_root(body).map_err(|e| e.to_string())?;
+    let message = read_message(body)?;
     let root = message
         .get_root::<trace_capnp::chunk::Reader<'_>>()
         .map_err(|e| e.to_string())?;
@@ -315,7 +317,7 @@ pub(crate) fn decode_chunk(
     body: &[u8],
     mask: ColumnMask,
 ) -> Result<(ChunkStats, EventBatch), String> {
-    let message = read_chunk_root(body).map_err(|e| e.to_string())?;
+    let message = read_message(body)?;
     let root = message
         .get_root::<trace_capnp::chunk::Reader<'_>>()
         .map_err(|e| e.to_string())?;

@@ -3,7 +3,7 @@
 
 use capnp::message::Builder;
 
-use crate::chunk::{ChunkStats, reader_options};
+use crate::chunk::{ChunkStats, read_message};
 use crate::generated::trace_capnp;
 
 /// Where a chunk is and what it holds.
@@ -56,10 +56,7 @@ impl Footer {
     }
 
     pub(crate) fn decode(body: &[u8]) -> Result<Footer, String> {
-        let mut slice = body;
-        let message =
-            capnp::serialize::read_message_from_flat_slice(&mut slice, reader_options(body.len()))
-                .map_err(|e| e.to_string())?;
+        let message = read_message(body)?;
         let root = message
             .get_root::<trace_capnp::footer::Reader<'_>>()
             .map_err(|e| e.to_string())?;

@@ -2,7 +2,7 @@
 
 use capnp::message::Builder;
 
-use crate::chunk::reader_options;
+use crate::chunk::read_message;
 use crate::generated::trace_capnp;
 use crate::metadata::{read_key_values, write_key_values};
 
@@ -30,10 +30,7 @@ impl HeaderInfo {
     }
 
     pub(crate) fn decode(body: &[u8]) -> Result<HeaderInfo, String> {
-        let mut slice = body;
-        let message =
-            capnp::serialize::read_message_from_flat_slice(&mut slice, reader_options(body.len()))
-                .map_err(|e| e.to_string())?;
+        let message = read_message(body)?;
         let root = message
             .get_root::<trace_capnp::file_header::Reader<'_>>()
             .map_err(|e| e.to_string())?;

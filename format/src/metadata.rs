@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use capnp::message::Builder;
 
-use crate::chunk::reader_options;
+use crate::chunk::read_message;
 use crate::encoding;
 use crate::generated::trace_capnp::{self, Compression};
 
@@ -163,10 +163,7 @@ fn define<T>(table: &mut Vec<Option<T>>, id: u32, value: T) -> Result<(), String
 impl Tables {
     /// Folds in the definitions of one metadata block body.
     pub(crate) fn apply(&mut self, body: &[u8]) -> Result<(), String> {
-        let mut slice = body;
-        let message =
-            capnp::serialize::read_message_from_flat_slice(&mut slice, reader_options(body.len()))
-                .map_err(|e| e.to_string())?;
+        let message = read_message(body)?;
         let root = message
             .get_root::<trace_capnp::metadata::Reader<'_>>()
             .map_err(|e| e.to_string())?;

@@ -56,6 +56,17 @@ pub enum FooterStatus {
     Damaged(String),
 }
 
+impl std::fmt::Display for FooterStatus {
+    /// `intact`, `missing` or `damaged: REASON`, as `info` and `check` print it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FooterStatus::Intact => f.write_str("intact"),
+            FooterStatus::Missing => f.write_str("missing"),
+            FooterStatus::Damaged(reason) => write!(f, "damaged: {reason}"),
+        }
+    }
+}
+
 /// The bytes of a trace: mapped from a file, or owned (kept 8-byte aligned
 /// so Cap'n Proto bodies can be read in place).
 #[derive(Debug)]

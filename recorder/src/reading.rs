@@ -120,14 +120,7 @@ fn check_dict<'py>(
     let d = PyDict::new(py);
     d.set_item("path", reader.path())?;
     d.set_item("clean", report.is_clean())?;
-    d.set_item(
-        "footer",
-        match &report.footer {
-            chronolog_format::FooterStatus::Intact => "intact".to_string(),
-            chronolog_format::FooterStatus::Missing => "missing".to_string(),
-            chronolog_format::FooterStatus::Damaged(reason) => format!("damaged: {reason}"),
-        },
-    )?;
+    d.set_item("footer", report.footer.to_string())?;
     d.set_item("chunks", reader.chunks().len())?;
     d.set_item("good_chunks", report.good_chunks)?;
     d.set_item("events", report.events)?;
