@@ -4,8 +4,8 @@
 set -u
 for version in 3.11 3.12 3.13; do
   found=""
-  if command -v pyenv >/dev/null 2>&1; then
-    root=$(pyenv root)
+  root=${PYENV_ROOT:-$(pyenv root 2>/dev/null || echo "$HOME/.pyenv")}
+  if [ -d "$root/versions" ]; then
     for candidate in $(ls -d "$root"/versions/"$version".* 2>/dev/null | sort -V -r); do
       if [ -x "$candidate/bin/python$version" ]; then
         found="$candidate/bin/python$version"

@@ -181,3 +181,66 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_full_disk_is_an_error_not_a_panic() {
+    use chronolog_format::{HeaderInfo, TraceWriter};
+    if !std::path::Path::new("/dev/full").exists() {
+        return;
+    }
+    let err = TraceWriter::create(
+        "/dev/full",
+        &HeaderInfo::default(),
+        WriterOptions::default(),
+    )
+    .expect_err("nothing fits on /dev/full");
+    assert!(matches!(err, FormatError::Io { .. }), "{err}");
+    assert!(err.to_string().contains("No space left"), "{err}");
+}
+
+#[test]
+fn a_writer_dropped_without_finish_still_completes_its_file() {
+    use chronolog_format::{Event, EventBatch, HeaderInfo, ThreadMeta, TraceWriter};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("dropped.clog");
+    {
+        let mut writer =
+            TraceWriter::create(&path, &HeaderInfo::default(), WriterOptions::default())
+                .expect("create");
+        writer.define_thread(ThreadMeta::default());
+        writer.define_string("f.py");
+        writer.define_code(chronolog_format::CodeInfo::default());
+        let mut batch = EventBatch::default();
+        for seq in 0..10 {
+            batch.push_event(&Event {
+                seq,
+                ..Event::default()
+            });
+        }
+        writer.write_batch(batch).expect("write");
+    }
+    let reader = TraceReader::open(&path).expect("open");
+    assert_eq!(reader.footer_status(), &FooterStatus::Intact);
+    assert_eq!(reader.event_count(), 10);
+}
+
+#[test]
+fn ids_used_before_their_definition_are_refused() {
+    use chronolog_format::{Event, EventBatch, HeaderInfo, TraceWriter};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut writer = TraceWriter::create(
+        dir.path().join("t.clog"),
+        &HeaderInfo::default(),
+        WriterOptions::default(),
+    )
+    .expect("create");
+    let mut batch = EventBatch::default();
+    batch.push_event(&Event {
+        code: 3,
+        ..Event::default()
+    });
+    let err = writer
+        .write_batch(batch)
+        .expect_err("code 3 is not defined");
+    assert!(matches!(err, FormatError::InvalidBatch(_)), "{err}");
+}
