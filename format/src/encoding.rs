@@ -86,7 +86,18 @@ impl<'a> VarintReader<'a> {
         VarintReader { bytes, pos: 0 }
     }
 
+    #[inline]
     pub(crate) fn next(&mut self) -> Result<u64, String> {
+        match self.bytes.get(self.pos) {
+            Some(&byte) if byte < 0x80 => {
+                self.pos += 1;
+                Ok(u64::from(byte))
+            }
+            _ => self.next_long(),
+        }
+    }
+
+    fn next_long(&mut self) -> Result<u64, String> {
         let mut value = 0u64;
         for shift in (0..64).step_by(7) {
             let Some(&byte) = self.bytes.get(self.pos) else {
@@ -102,6 +113,15 @@ impl<'a> VarintReader<'a> {
             }
         }
         Err("varint longer than 10 bytes".into())
+    }
+
+    /// A run length: at least 1 and at most `room` (the values still expected).
+    fn run_length(&mut self, room: usize) -> Result<usize, String> {
+        let length = self.next()?;
+        if length == 0 || length > room as u64 {
+            return Err(format!("run of {length} values does not fit the column"));
+        }
+        Ok(length as usize)
     }
 
     pub(crate) fn is_done(&self) -> bool {
@@ -207,35 +227,38 @@ pub(crate) fn decode_ints<T: ColumnInt>(
     out.clear();
     out.reserve_exact(count);
     let mut reader = VarintReader::new(bytes);
-    let mut previous = 0u64;
-    let mut push = |raw: u64, out: &mut Vec<T>| -> Result<(), String> {
-        let value = if delta {
-            previous.wrapping_add(unzigzag(raw) as u64)
-        } else {
-            raw
-        };
-        previous = value;
-        out.push(
-            T::from_u64(value).ok_or_else(|| format!("value {value} too large for its column"))?,
-        );
-        Ok(())
+    let narrow = |value: u64| {
+        T::from_u64(value).ok_or_else(|| format!("value {value} too large for its column"))
     };
-    if rle {
-        while out.len() < count {
-            let raw = reader.next()?;
-            let length = reader.next()?;
-            if length == 0 || length > (count - out.len()) as u64 {
-                return Err(format!("run of {length} values does not fit the column"));
-            }
-            // For a delta run every value repeats the delta; otherwise the value.
-            for _ in 0..length {
-                push(raw, out)?;
+    let mut previous = 0u64;
+    match (delta, rle) {
+        (false, false) => {
+            for _ in 0..count {
+                out.push(narrow(reader.next()?)?);
             }
         }
-    } else {
-        for _ in 0..count {
-            let raw = reader.next()?;
-            push(raw, out)?;
+        (true, false) => {
+            for _ in 0..count {
+                previous = previous.wrapping_add(unzigzag(reader.next()?) as u64);
+                out.push(narrow(previous)?);
+            }
+        }
+        (false, true) => {
+            while out.len() < count {
+                let value = narrow(reader.next()?)?;
+                let length = reader.run_length(count - out.len())?;
+                out.extend(std::iter::repeat_n(value, length));
+            }
+        }
+        (true, true) => {
+            while out.len() < count {
+                let step = unzigzag(reader.next()?) as u64;
+                let length = reader.run_length(count - out.len())?;
+                for _ in 0..length {
+                    previous = previous.wrapping_add(step);
+                    out.push(narrow(previous)?);
+                }
+            }
         }
     }
     if !reader.is_done() {
