@@ -12,6 +12,7 @@
 
 mod error;
 mod reading;
+mod repr;
 
 use pyo3::prelude::*;
 
@@ -31,5 +32,17 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<reading::PyTrace>()?;
     m.add_class::<reading::DumpPieces>()?;
     m.add_function(wrap_pyfunction!(reading::write_synthetic, m)?)?;
+    m.add_function(wrap_pyfunction!(safe_repr, m)?)?;
     Ok(())
+}
+
+/// The sanitized repr the recorder stores for `value`, cut to `max_repr`
+/// characters (0 = no limit). Runs no user code.
+#[pyfunction]
+#[pyo3(signature = (value, max_repr=100))]
+fn safe_repr(value: &Bound<'_, PyAny>, max_repr: usize) -> String {
+    let mut out = String::new();
+    // SAFETY: the GIL is held (we have a Bound) and the object is alive.
+    unsafe { repr::short_repr(value.as_ptr(), max_repr, &mut out) };
+    out
 }

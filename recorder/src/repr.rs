@@ -1,0 +1,827 @@
+//! Safe repr: how a recorded value becomes text.
+//!
+//! Built-in values (None, bool, int, float, complex, str, bytes, bytearray,
+//! list, tuple, dict, set, frozenset, range, and containers of these) render
+//! exactly as Python's `repr` does, computed here without running any user
+//! code: `__repr__`, `__hash__` and `__eq__` of user objects are never called.
+//! Any other object renders as `<module.QualName object at 0x…>`, as
+//! `object.__repr__` does. A few built-in kinds whose C `repr` runs no user
+//! code (functions, classes, builtin functions, floats, big ints) are asked
+//! for it directly.
+//!
+//! Long reprs are cut the way PySnooper cuts them: the first
+//! `(max - 3) / 2` characters, `...`, and the last `max - 3 - left`. The cost
+//! is bounded by `max`, not by the value: the head is rendered until it is
+//! long enough, then the tail is rendered backwards from the end of the
+//! value (sets, which have no backwards iteration, walk their item pointers
+//! once). A million-element list or a 10,000-deep nesting costs about what a
+//! short one does.
+
+use std::ffi::CStr;
+use std::ptr;
+
+use pyo3::ffi;
+
+/// Renders `obj` into `out`, cut to `max_len` characters (0 = no limit).
+///
+/// # Safety
+/// The GIL must be held and `obj` must be a valid object.
+pub(crate) unsafe fn short_repr(obj: *mut ffi::PyObject, max_len: usize, out: &mut String) {
+    let limit = if max_len == 0 { usize::MAX } else { max_len + 1 };
+    let mut head = Head::new(limit);
+    // SAFETY: forwarded from the caller.
+    unsafe { head.render(obj) };
+    if max_len == 0 || head.chars <= max_len {
+        out.push_str(&head.text);
+        return;
+    }
+    let left = max_len.saturating_sub(3) / 2;
+    let right = max_len.saturating_sub(3) - left;
+    out.extend(head.text.chars().take(left));
+    out.push_str("...");
+    let mut tail = Tail::new(right);
+    // SAFETY: forwarded from the caller.
+    unsafe { tail.render(obj) };
+    tail.finish_into(out);
+}
+
+fn type_of(obj: *mut ffi::PyObject) -> *mut ffi::PyTypeObject {
+    // SAFETY: every valid object has a type.
+    unsafe { ffi::Py_TYPE(obj) }
+}
+
+/// Which rendering an object gets.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    None,
+    True,
+    False,
+    Int,
+    Str,
+    Bytes,
+    ByteArray,
+    List,
+    Tuple,
+    Dict,
+    Set,
+    FrozenSet,
+    /// Built-in types whose C `repr` runs no user code.
+    CRepr,
+    /// An exception whose class keeps `BaseException.__repr__`.
+    Exception,
+    Other,
+}
+
+/// # Safety
+/// GIL held, `obj` valid.
+unsafe fn kind_of(obj: *mut ffi::PyObject) -> Kind {
+    // SAFETY: taking the addresses of static type objects and singletons.
+    unsafe {
+        let t = type_of(obj);
+        if obj == ffi::Py_None() {
+            Kind::None
+        } else if obj == ffi::Py_True() {
+            Kind::True
+        } else if obj == ffi::Py_False() {
+            Kind::False
+        } else if t == &raw mut ffi::PyLong_Type {
+            Kind::Int
+        } else if t == &raw mut ffi::PyUnicode_Type {
+            Kind::Str
+        } else if t == &raw mut ffi::PyBytes_Type {
+            Kind::Bytes
+        } else if t == &raw mut ffi::PyByteArray_Type {
+            Kind::ByteArray
+        } else if t == &raw mut ffi::PyList_Type {
+            Kind::List
+        } else if t == &raw mut ffi::PyTuple_Type {
+            Kind::Tuple
+        } else if t == &raw mut ffi::PyDict_Type {
+            Kind::Dict
+        } else if t == &raw mut ffi::PySet_Type {
+            Kind::Set
+        } else if t == &raw mut ffi::PyFrozenSet_Type {
+            Kind::FrozenSet
+        } else if t == &raw mut ffi::PyFloat_Type
+            || t == &raw mut ffi::PyComplex_Type
+            || t == &raw mut ffi::PyRange_Type
+            || t == &raw mut ffi::PyFunction_Type
+            || t == &raw mut ffi::PyCFunction_Type
+            || t == &raw mut ffi::PyType_Type
+            || obj == ffi::Py_Ellipsis()
+            || obj == ffi::Py_NotImplemented()
+        {
+            Kind::CRepr
+        } else if ffi::PyExceptionInstance_Check(obj) != 0
+            && (*t).tp_repr.map(|f| f as usize)
+                == (*ffi::PyExc_BaseException.cast::<ffi::PyTypeObject>()).tp_repr.map(|f| f as usize)
+        {
+            Kind::Exception
+        } else {
+            Kind::Other
+        }
+    }
+}
+
+/// Python's own `repr` of a built-in object, for the kinds where it runs no
+/// user code. `None` if it failed (the error is cleared).
+///
+/// # Safety
+/// GIL held, `obj` valid.
+unsafe fn c_repr(obj: *mut ffi::PyObject) -> Option<String> {
+    // SAFETY: GIL held; the new reference is released before returning.
+    unsafe {
+        let text = ffi::PyObject_Repr(obj);
+        if text.is_null() {
+            ffi::PyErr_Clear();
+            return None;
+        }
+        let result = str_contents(text).map(str::to_string);
+        ffi::Py_DecRef(text);
+        result
+    }
+}
+
+/// The UTF-8 contents of a `str`, borrowed from it. `None` for strings with
+/// lone surrogates (the error is cleared).
+///
+/// # Safety
+/// GIL held, `text` a valid `str` that outlives the result.
+unsafe fn str_contents<'a>(text: *mut ffi::PyObject) -> Option<&'a str> {
+    // SAFETY: CPython keeps the UTF-8 buffer alive as long as the string.
+    unsafe {
+        let mut size: ffi::Py_ssize_t = 0;
+        let data = ffi::PyUnicode_AsUTF8AndSize(text, &mut size);
+        if data.is_null() {
+            ffi::PyErr_Clear();
+            return None;
+        }
+        let bytes = std::slice::from_raw_parts(data.cast::<u8>(), size as usize);
+        std::str::from_utf8(bytes).ok()
+    }
+}
+
+/// `<module.QualName object at 0x…>`, as `object.__repr__` renders it.
+///
+/// # Safety
+/// GIL held, `obj` valid.
+unsafe fn object_form(obj: *mut ffi::PyObject) -> String {
+    // SAFETY: reading the type's name and dict runs no user code.
+    unsafe {
+        let t = type_of(obj);
+        let mut name = String::new();
+        let module = type_module(t);
+        if let Some(module) = module.as_deref()
+            && module != "builtins"
+        {
+            name.push_str(module);
+            name.push('.');
+        }
+        let qualname = ffi::PyType_GetQualName(t);
+        match (!qualname.is_null()).then(|| str_contents(qualname)).flatten() {
+            Some(q) => name.push_str(q),
+            None => {
+                ffi::PyErr_Clear();
+                name.push_str(&CStr::from_ptr((*t).tp_name).to_string_lossy());
+            }
+        }
+        if !qualname.is_null() {
+            ffi::Py_DecRef(qualname);
+        }
+        format!("<{name} object at {obj:p}>")
+    }
+}
+
+/// The `__module__` of a type, read from its dict (no descriptor, no
+/// metaclass code runs).
+///
+/// # Safety
+/// GIL held, `t` valid.
+unsafe fn type_module(t: *mut ffi::PyTypeObject) -> Option<String> {
+    // SAFETY: a heap type's tp_dict is its (borrowed) dict.
+    unsafe {
+        if (*t).tp_flags & ffi::Py_TPFLAGS_HEAPTYPE == 0 {
+            let name = CStr::from_ptr((*t).tp_name).to_string_lossy();
+            return Some(name.rsplit_once('.').map_or("builtins".to_string(), |(m, _)| m.to_string()));
+        }
+        let dict = (*t).tp_dict;
+        if dict.is_null() {
+            return None;
+        }
+        let module = ffi::PyDict_GetItemString(dict, c"__module__".as_ptr());
+        if !module.is_null() && type_of(module) == &raw mut ffi::PyUnicode_Type {
+            str_contents(module).map(str::to_string)
+        } else {
+            None
+        }
+    }
+}
+
+/// Python's quote choice for a str or bytes repr: `"` when the text holds
+/// `'` and no `"`, else `'`.
+fn quote_for(has_single: bool, has_double: bool) -> char {
+    if has_single && !has_double { '"' } else { '\'' }
+}
+
+unsafe extern "C" {
+    /// `str.isprintable()` for one code point (exported by libpython).
+    fn _PyUnicode_IsPrintable(ch: ffi::Py_UCS4) -> std::os::raw::c_int;
+}
+
+/// Appends `ch` as it appears inside a str repr quoted with `quote`.
+fn escape_char(ch: char, quote: char, out: &mut String) {
+    match ch {
+        '\\' => out.push_str("\\\\"),
+        '\t' => out.push_str("\\t"),
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        c if c == quote => {
+            out.push('\\');
+            out.push(c);
+        }
+        c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+        c if (c as u32) < 0x7f => out.push(c),
+        // SAFETY: a pure function of the code point.
+        c if unsafe { _PyUnicode_IsPrintable(c as u32) } != 0 => out.push(c),
+        c if (c as u32) <= 0xff => out.push_str(&format!("\\x{:02x}", c as u32)),
+        c if (c as u32) <= 0xffff => out.push_str(&format!("\\u{:04x}", c as u32)),
+        c => out.push_str(&format!("\\U{:08x}", c as u32)),
+    }
+}
+
+/// Appends byte `b` as it appears inside a bytes repr quoted with `quote`.
+fn escape_byte(b: u8, quote: char, out: &mut String) {
+    match b {
+        b'\\' => out.push_str("\\\\"),
+        b'\t' => out.push_str("\\t"),
+        b'\n' => out.push_str("\\n"),
+        b'\r' => out.push_str("\\r"),
+        b if b as char == quote => {
+            out.push('\\');
+            out.push(b as char);
+        }
+        b if !(0x20..0x7f).contains(&b) => out.push_str(&format!("\\x{b:02x}")),
+        b => out.push(b as char),
+    }
+}
+
+/// The characters of a str, read one code point at a time (works for lone
+/// surrogates too, which have no UTF-8 form).
+struct StrView {
+    obj: *mut ffi::PyObject,
+    len: usize,
+}
+
+impl StrView {
+    /// # Safety
+    /// GIL held, `obj` an exact `str`.
+    unsafe fn new(obj: *mut ffi::PyObject) -> StrView {
+        // SAFETY: forwarded.
+        let len = unsafe { ffi::PyUnicode_GetLength(obj) }.max(0) as usize;
+        StrView { obj, len }
+    }
+
+    fn contains(&self, ch: char) -> bool {
+        // SAFETY: see `new`; FindChar scans without allocating.
+        unsafe { ffi::PyUnicode_FindChar(self.obj, ch as u32, 0, self.len as ffi::Py_ssize_t, 1) >= 0 }
+    }
+
+    fn quote(&self) -> char {
+        quote_for(self.contains('\''), self.contains('"'))
+    }
+
+    /// A lone surrogate (which `char` cannot hold) is escaped as Python does.
+    fn escape_at(&self, i: usize, quote: char, out: &mut String) {
+        // SAFETY: i < len, see `new`.
+        let code = unsafe { ffi::PyUnicode_ReadChar(self.obj, i as ffi::Py_ssize_t) };
+        match char::from_u32(code) {
+            Some(c) => escape_char(c, quote, out),
+            None => out.push_str(&format!("\\u{code:04x}")),
+        }
+    }
+}
+
+/// The bytes of a bytes or bytearray object.
+///
+/// # Safety
+/// GIL held, `obj` an exact bytes or bytearray, not resized while in use.
+unsafe fn byte_contents<'a>(obj: *mut ffi::PyObject, bytearray: bool) -> &'a [u8] {
+    // SAFETY: forwarded.
+    unsafe {
+        let (data, len) = if bytearray {
+            (ffi::PyByteArray_AsString(obj), ffi::PyByteArray_Size(obj))
+        } else {
+            (ffi::PyBytes_AsString(obj), ffi::PyBytes_Size(obj))
+        };
+        if data.is_null() || len <= 0 {
+            ffi::PyErr_Clear();
+            return &[];
+        }
+        std::slice::from_raw_parts(data.cast::<u8>(), len as usize)
+    }
+}
+
+fn bytes_quote(bytes: &[u8]) -> char {
+    quote_for(memchr::memchr(b'\'', bytes).is_some(), memchr::memchr(b'"', bytes).is_some())
+}
+
+/// Renders the beginning of a repr, up to `limit` characters.
+struct Head {
+    text: String,
+    chars: usize,
+    limit: usize,
+    /// Containers being rendered, for cycles (`[...]`).
+    stack: Vec<*mut ffi::PyObject>,
+}
+
+impl Head {
+    fn new(limit: usize) -> Head {
+        Head {
+            text: String::new(),
+            chars: 0,
+            limit,
+            stack: Vec::new(),
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.chars >= self.limit
+    }
+
+    fn put(&mut self, s: &str) {
+        if self.full() {
+            return;
+        }
+        let room = self.limit - self.chars;
+        if s.len() <= room {
+            // At most s.len() characters: the fast path for ASCII-sized text.
+            self.chars += s.chars().count();
+            self.text.push_str(s);
+        } else {
+            for c in s.chars().take(room) {
+                self.text.push(c);
+                self.chars += 1;
+            }
+        }
+    }
+
+    /// # Safety
+    /// GIL held, `obj` valid.
+    unsafe fn render(&mut self, obj: *mut ffi::PyObject) {
+        if self.full() {
+            return;
+        }
+        // SAFETY: forwarded from the caller for `obj` and every item reached.
+        unsafe {
+            match kind_of(obj) {
+                Kind::None => self.put("None"),
+                Kind::True => self.put("True"),
+                Kind::False => self.put("False"),
+                Kind::Int => self.put(&int_repr(obj)),
+                Kind::Str => {
+                    let view = StrView::new(obj);
+                    let quote = view.quote();
+                    let mut piece = String::with_capacity(16);
+                    piece.push(quote);
+                    self.put(&piece);
+                    for i in 0..view.len {
+                        if self.full() {
+                            return;
+                        }
+                        piece.clear();
+                        view.escape_at(i, quote, &mut piece);
+                        self.put(&piece);
+                    }
+                    piece.clear();
+                    piece.push(quote);
+                    self.put(&piece);
+                }
+                Kind::Bytes | Kind::ByteArray => {
+                    let bytearray = kind_of(obj) == Kind::ByteArray;
+                    let bytes = byte_contents(obj, bytearray);
+                    let quote = bytes_quote(bytes);
+                    if bytearray {
+                        self.put("bytearray(");
+                    }
+                    let mut piece = String::with_capacity(8);
+                    piece.push('b');
+                    piece.push(quote);
+                    self.put(&piece);
+                    for &b in bytes {
+                        if self.full() {
+                            return;
+                        }
+                        piece.clear();
+                        escape_byte(b, quote, &mut piece);
+                        self.put(&piece);
+                    }
+                    piece.clear();
+                    piece.push(quote);
+                    self.put(&piece);
+                    if bytearray {
+                        self.put(")");
+                    }
+                }
+                Kind::List | Kind::Tuple => self.sequence(obj),
+                Kind::Dict => self.dict(obj),
+                Kind::Set | Kind::FrozenSet => self.set(obj),
+                Kind::CRepr => match c_repr(obj) {
+                    Some(text) => self.put(&text),
+                    None => self.put(&object_form(obj)),
+                },
+                Kind::Exception => self.exception(obj),
+                Kind::Other => self.put(&object_form(obj)),
+            }
+        }
+    }
+
+    /// # Safety
+    /// GIL held, `obj` an exact list or tuple.
+    unsafe fn sequence(&mut self, obj: *mut ffi::PyObject) {
+        // SAFETY: forwarded; items are borrowed while no user code runs.
+        unsafe {
+            let tuple = kind_of(obj) == Kind::Tuple;
+            let (open, close) = if tuple { ("(", ")") } else { ("[", "]") };
+            if self.stack.contains(&obj) {
+                self.put(if tuple { "(...)" } else { "[...]" });
+                return;
+            }
+            self.stack.push(obj);
+            self.put(open);
+            let len = sequence_len(obj);
+            for i in 0..len {
+                if self.full() {
+                    break;
+                }
+                if i > 0 {
+                    self.put(", ");
+                }
+                self.render(sequence_item(obj, i));
+            }
+            if tuple && len == 1 {
+                self.put(",");
+            }
+            self.put(close);
+            self.stack.pop();
+        }
+    }
+
+    /// # Safety
+    /// GIL held, `obj` an exact dict.
+    unsafe fn dict(&mut self, obj: *mut ffi::PyObject) {
+        // SAFETY: forwarded; PyDict_Next lends its items and runs no user code.
+        unsafe {
+            if self.stack.contains(&obj) {
+                self.put("{...}");
+                return;
+            }
+            self.stack.push(obj);
+            self.put("{");
+            let mut pos: ffi::Py_ssize_t = 0;
+            let (mut key, mut value) = (ptr::null_mut(), ptr::null_mut());
+            let mut first = true;
+            while !self.full() && ffi::PyDict_Next(obj, &mut pos, &mut key, &mut value) != 0 {
+                if !first {
+                    self.put(", ");
+                }
+                first = false;
+                self.render(key);
+                self.put(": ");
+                self.render(value);
+            }
+            self.put("}");
+            self.stack.pop();
+        }
+    }
+
+    /// # Safety
+    /// GIL held, `obj` an exact set or frozenset.
+    unsafe fn set(&mut self, obj: *mut ffi::PyObject) {
+        // SAFETY: forwarded; iterating an exact set runs no user code.
+        unsafe {
+            let frozen = kind_of(obj) == Kind::FrozenSet;
+            let name = if frozen { "frozenset" } else { "set" };
+            if ffi::PySet_Size(obj) == 0 {
+                self.put(name);
+                self.put("()");
+                return;
+            }
+            if self.stack.contains(&obj) {
+                self.put(name);
+                self.put("(...)");
+                return;
+            }
+            self.stack.push(obj);
+            self.put(if frozen { "frozenset({" } else { "{" });
+            let iter = ffi::PyObject_GetIter(obj);
+            if iter.is_null() {
+                ffi::PyErr_Clear();
+            } else {
+                let mut first = true;
+                while !self.full() {
+                    let item = ffi::PyIter_Next(iter);
+                    if item.is_null() {
+                        break;
+                    }
+                    if !first {
+                        self.put(", ");
+                    }
+                    first = false;
+                    self.render(item);
+                    ffi::Py_DecRef(item);
+                }
+                ffi::Py_DecRef(iter);
+                ffi::PyErr_Clear();
+            }
+            self.put(if frozen { "})" } else { "}" });
+            self.stack.pop();
+        }
+    }
+
+    /// `Name(arg, ...)`, as `BaseException.__repr__` renders it.
+    ///
+    /// # Safety
+    /// GIL held, `obj` an exception.
+    unsafe fn exception(&mut self, obj: *mut ffi::PyObject) {
+        // SAFETY: forwarded; the args tuple is read without user code.
+        unsafe {
+            let t = type_of(obj);
+            let full_name = CStr::from_ptr((*t).tp_name).to_string_lossy();
+            let name = full_name.rsplit('.').next().unwrap_or(&full_name).to_string();
+            self.put(&name);
+            // The C field, not the `args` attribute a subclass could override.
+            let args = (*obj.cast::<ffi::PyBaseExceptionObject>()).args;
+            if args.is_null() || type_of(args) != &raw mut ffi::PyTuple_Type {
+                self.put("()");
+            } else if ffi::PyTuple_Size(args) == 1 {
+                self.put("(");
+                self.render(ffi::PyTuple_GetItem(args, 0));
+                self.put(")");
+            } else {
+                self.render(args);
+            }
+        }
+    }
+}
+
+/// # Safety
+/// GIL held, `obj` an exact list or tuple.
+unsafe fn sequence_len(obj: *mut ffi::PyObject) -> usize {
+    // SAFETY: forwarded.
+    unsafe {
+        if type_of(obj) == &raw mut ffi::PyTuple_Type {
+            ffi::PyTuple_Size(obj).max(0) as usize
+        } else {
+            ffi::PyList_Size(obj).max(0) as usize
+        }
+    }
+}
+
+/// # Safety
+/// GIL held, `obj` an exact list or tuple, `i` in range.
+unsafe fn sequence_item(obj: *mut ffi::PyObject, i: usize) -> *mut ffi::PyObject {
+    // SAFETY: forwarded; a borrowed reference.
+    unsafe {
+        if type_of(obj) == &raw mut ffi::PyTuple_Type {
+            ffi::PyTuple_GetItem(obj, i as ffi::Py_ssize_t)
+        } else {
+            ffi::PyList_GetItem(obj, i as ffi::Py_ssize_t)
+        }
+    }
+}
+
+/// Decimal text of an exact int.
+///
+/// # Safety
+/// GIL held, `obj` an exact int.
+unsafe fn int_repr(obj: *mut ffi::PyObject) -> String {
+    // SAFETY: forwarded.
+    unsafe {
+        let mut overflow = 0;
+        let value = ffi::PyLong_AsLongLongAndOverflow(obj, &mut overflow);
+        if overflow == 0 && !(value == -1 && !ffi::PyErr_Occurred().is_null()) {
+            return value.to_string();
+        }
+        ffi::PyErr_Clear();
+        // Python's own conversion; it refuses ints of more than 4,300 digits.
+        c_repr(obj).unwrap_or_else(|| "<int too large to show>".to_string())
+    }
+}
+
+/// Renders the end of a repr backwards, until `need` characters are known.
+struct Tail {
+    /// Pieces in reverse order of appearance.
+    pieces: Vec<String>,
+    chars: usize,
+    need: usize,
+    stack: Vec<*mut ffi::PyObject>,
+}
+
+impl Tail {
+    fn new(need: usize) -> Tail {
+        Tail {
+            pieces: Vec::new(),
+            chars: 0,
+            need,
+            stack: Vec::new(),
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.chars >= self.need
+    }
+
+    fn put(&mut self, s: String) {
+        if !self.done() {
+            self.chars += s.chars().count();
+            self.pieces.push(s);
+        }
+    }
+
+    fn finish_into(self, out: &mut String) {
+        let text: String = self.pieces.into_iter().rev().collect();
+        let count = text.chars().count();
+        out.extend(text.chars().skip(count.saturating_sub(self.need)));
+    }
+
+    /// # Safety
+    /// GIL held, `obj` valid.
+    unsafe fn render(&mut self, obj: *mut ffi::PyObject) {
+        if self.done() {
+            return;
+        }
+        // SAFETY: forwarded from the caller for `obj` and every item reached.
+        unsafe {
+            match kind_of(obj) {
+                Kind::Str => {
+                    let view = StrView::new(obj);
+                    let quote = view.quote();
+                    self.put(quote.to_string());
+                    let mut i = view.len;
+                    while i > 0 && !self.done() {
+                        i -= 1;
+                        let mut piece = String::new();
+                        view.escape_at(i, quote, &mut piece);
+                        self.put(piece);
+                    }
+                    if i == 0 {
+                        self.put(quote.to_string());
+                    }
+                }
+                Kind::Bytes | Kind::ByteArray => {
+                    let bytearray = kind_of(obj) == Kind::ByteArray;
+                    let bytes = byte_contents(obj, bytearray);
+                    let quote = bytes_quote(bytes);
+                    if bytearray {
+                        self.put(")".into());
+                    }
+                    self.put(quote.to_string());
+                    let mut i = bytes.len();
+                    while i > 0 && !self.done() {
+                        i -= 1;
+                        let mut piece = String::new();
+                        escape_byte(bytes[i], quote, &mut piece);
+                        self.put(piece);
+                    }
+                    if i == 0 {
+                        self.put(format!("b{quote}"));
+                        if bytearray {
+                            self.put("bytearray(".into());
+                        }
+                    }
+                }
+                Kind::List | Kind::Tuple => {
+                    let tuple = kind_of(obj) == Kind::Tuple;
+                    if self.stack.contains(&obj) {
+                        self.put((if tuple { "(...)" } else { "[...]" }).into());
+                        return;
+                    }
+                    self.stack.push(obj);
+                    let len = sequence_len(obj);
+                    self.put((if tuple { ")" } else { "]" }).into());
+                    if tuple && len == 1 {
+                        self.put(",".into());
+                    }
+                    let mut i = len;
+                    while i > 0 && !self.done() {
+                        i -= 1;
+                        self.render(sequence_item(obj, i));
+                        if i > 0 {
+                            self.put(", ".into());
+                        }
+                    }
+                    if i == 0 {
+                        self.put((if tuple { "(" } else { "[" }).into());
+                    }
+                    self.stack.pop();
+                }
+                Kind::Dict => self.dict(obj),
+                Kind::Set | Kind::FrozenSet => self.set(obj),
+                _ => {
+                    // Scalars and objects: short enough to render whole.
+                    let mut head = Head::new(usize::MAX);
+                    head.render(obj);
+                    self.put(head.text);
+                }
+            }
+        }
+    }
+
+    /// # Safety
+    /// GIL held, `obj` an exact dict.
+    unsafe fn dict(&mut self, obj: *mut ffi::PyObject) {
+        // SAFETY: forwarded; `reversed(d.items())` is C code over an exact dict.
+        unsafe {
+            if self.stack.contains(&obj) {
+                self.put("{...}".into());
+                return;
+            }
+            self.stack.push(obj);
+            self.put("}".into());
+            let items = ffi::PyObject_CallMethod(obj, c"items".as_ptr(), ptr::null());
+            let reversed = if items.is_null() {
+                ptr::null_mut()
+            } else {
+                ffi::PyObject_CallMethod(items, c"__reversed__".as_ptr(), ptr::null())
+            };
+            let mut remaining = ffi::PyDict_Size(obj);
+            if !reversed.is_null() {
+                while !self.done() {
+                    let pair = ffi::PyIter_Next(reversed);
+                    if pair.is_null() {
+                        break;
+                    }
+                    remaining -= 1;
+                    self.render(ffi::PyTuple_GetItem(pair, 1));
+                    self.put(": ".into());
+                    self.render(ffi::PyTuple_GetItem(pair, 0));
+                    if remaining > 0 {
+                        self.put(", ".into());
+                    }
+                    ffi::Py_DecRef(pair);
+                }
+                ffi::Py_DecRef(reversed);
+            }
+            if !items.is_null() {
+                ffi::Py_DecRef(items);
+            }
+            ffi::PyErr_Clear();
+            self.put("{".into());
+            self.stack.pop();
+        }
+    }
+
+    /// # Safety
+    /// GIL held, `obj` an exact set or frozenset.
+    unsafe fn set(&mut self, obj: *mut ffi::PyObject) {
+        // SAFETY: forwarded; the item pointers stay valid: the set is not
+        // changed while no user code runs, and it holds them.
+        unsafe {
+            let frozen = kind_of(obj) == Kind::FrozenSet;
+            if ffi::PySet_Size(obj) == 0 || self.stack.contains(&obj) {
+                let mut head = Head::new(usize::MAX);
+                head.stack = self.stack.clone();
+                head.set(obj);
+                self.put(head.text);
+                return;
+            }
+            self.stack.push(obj);
+            self.put((if frozen { "})" } else { "}" }).into());
+            // Sets cannot be walked backwards: keep the last `need` items.
+            let keep = self.need.max(1);
+            let mut last: std::collections::VecDeque<*mut ffi::PyObject> = std::collections::VecDeque::new();
+            let iter = ffi::PyObject_GetIter(obj);
+            let total = ffi::PySet_Size(obj).max(0) as usize;
+            if !iter.is_null() {
+                loop {
+                    let item = ffi::PyIter_Next(iter);
+                    if item.is_null() {
+                        break;
+                    }
+                    // Borrowed from here on: the set keeps the item alive.
+                    ffi::Py_DecRef(item);
+                    if last.len() == keep {
+                        last.pop_front();
+                    }
+                    last.push_back(item);
+                }
+                ffi::Py_DecRef(iter);
+            }
+            ffi::PyErr_Clear();
+            let shown = last.len();
+            for (n, &item) in last.iter().rev().enumerate() {
+                if self.done() {
+                    break;
+                }
+                self.render(item);
+                if n + 1 < shown || total > shown {
+                    self.put(", ".into());
+                }
+            }
+            if shown == total {
+                self.put((if frozen { "frozenset({" } else { "{" }).into());
+            }
+            self.stack.pop();
+        }
+    }
+}

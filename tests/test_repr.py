@@ -1,0 +1,154 @@
+"""The recorder's safe repr: identical to repr() for built-in values, cut as
+PySnooper cuts long ones, and never running user code."""
+
+from __future__ import annotations
+
+import collections
+
+import pytest
+
+from chronolog._native import safe_repr
+
+
+class Loud:
+    calls = 0
+
+    def __repr__(self) -> str:
+        Loud.calls += 1
+        return "LOUD"
+
+    def __hash__(self) -> int:
+        Loud.calls += 1
+        return 1
+
+    def __eq__(self, other: object) -> bool:
+        Loud.calls += 1
+        return self is other
+
+
+def pysnooper_truncate(text: str, max_length: int) -> str:
+    """PySnooper's rule: head, '...', tail."""
+    if len(text) <= max_length:
+        return text
+    left = (max_length - 3) // 2
+    right = max_length - 3 - left
+    return f"{text[:left]}...{text[-right:]}"
+
+
+cyclic_list: list[object] = [1, 2]
+cyclic_list.append(cyclic_list)
+cyclic_dict: dict[str, object] = {"a": 1}
+cyclic_dict["self"] = cyclic_dict
+
+BUILTINS = [
+    None,
+    True,
+    False,
+    0,
+    -1,
+    2**63,
+    -(2**100),
+    3.5,
+    1e20,
+    1e-7,
+    float("nan"),
+    float("-inf"),
+    1 + 2j,
+    "",
+    "plain",
+    "it's",
+    'say "hi"',
+    "both ' and \"",
+    "tab\tnew\nline\r\\ \x00 \x7f \x85 é ü 中文 \u200b \U0001f600 \ud800",
+    b"",
+    b"bytes \x00\xff ' \"",
+    b"it's",
+    bytearray(b"ba\n"),
+    [],
+    [1, "a", None, [2, [3]]],
+    (),
+    (1,),
+    (1, 2),
+    {},
+    {"k": [1, 2], 3: (4,), None: {"x": b"y"}},
+    set(),
+    {1},
+    frozenset(),
+    frozenset({"a"}),
+    range(5),
+    range(1, 10, 2),
+    cyclic_list,
+    cyclic_dict,
+    ValueError("bad value"),
+    KeyError("k"),
+    OSError(2, "No such file"),
+    Exception(),
+    len,
+    pysnooper_truncate,
+    int,
+    Ellipsis,
+    NotImplemented,
+]
+
+
+@pytest.mark.parametrize("value", BUILTINS, ids=lambda v: type(v).__name__)
+def test_builtin_values_match_repr(value: object) -> None:
+    assert safe_repr(value, 0) == repr(value)
+    assert safe_repr(value, 100) == pysnooper_truncate(repr(value), 100)
+
+
+@pytest.mark.parametrize("max_repr", [5, 10, 17, 100])
+@pytest.mark.parametrize(
+    "value",
+    [
+        list(range(1000)),
+        tuple(range(500)),
+        {i: str(i) for i in range(300)},
+        "x" * 300 + "é" * 200 + "'",
+        b"\x01" * 400,
+        bytearray(b"ab" * 300),
+        [[i, "s" * 30] for i in range(100)],
+        {"nested": [{"deep": list(range(80))}] * 3},
+        {10**i for i in range(40)},
+        frozenset(range(200)),
+    ],
+    ids=lambda v: type(v).__name__,
+)
+def test_long_values_are_cut_like_pysnooper(value: object, max_repr: int) -> None:
+    assert safe_repr(value, max_repr) == pysnooper_truncate(repr(value), max_repr)
+
+
+def test_user_objects_render_without_running_user_code() -> None:
+    loud = Loud()
+    value = [loud, {loud: loud}, {loud}]
+    Loud.calls = 0
+    text = safe_repr(value, 0)
+    assert Loud.calls == 0
+    address = f"{id(loud):#x}"
+    expected = f"<{__name__}.Loud object at {address}>"
+    assert text == f"[{expected}, {{{expected}: {expected}}}, {{{expected}}}]"
+
+
+def test_subclasses_of_builtins_are_objects() -> None:
+    value = collections.OrderedDict(a=1)
+    assert safe_repr(value, 0) == f"<collections.OrderedDict object at {id(value):#x}>"
+
+
+def test_huge_values_cost_little() -> None:
+    big = list(range(1_000_000))
+    assert safe_repr(big, 100) == pysnooper_truncate(repr(big), 100)
+    deep: list[object] = []
+    for _ in range(10_000):
+        deep = [deep]
+    text = safe_repr(deep, 100)
+    assert text.startswith("[[[[") and text.endswith("]]]]") and len(text) == 100
+    huge = "a" * 5_000_000
+    assert safe_repr(huge, 100) == pysnooper_truncate(repr(huge), 100)
+
+
+def test_a_failing_exception_repr_is_never_called() -> None:
+    class Sneaky(Exception):
+        pass
+
+    err = Sneaky("x", 1)
+    assert safe_repr(err, 0) == "Sneaky('x', 1)"
