@@ -11,13 +11,24 @@ import os
 from importlib.metadata import PackageNotFoundError, version
 
 from chronolog._native import FORMAT_VERSION, Trace, TraceError
+from chronolog._record import Recording, record, start, stop
 
 try:
     __version__ = version("chronolog")
 except PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0+unknown"
 
-__all__ = ["FORMAT_VERSION", "Trace", "TraceError", "__version__", "open"]
+__all__ = [
+    "FORMAT_VERSION",
+    "Recording",
+    "Trace",
+    "TraceError",
+    "__version__",
+    "open",
+    "record",
+    "start",
+    "stop",
+]
 
 
 def open(path: str | os.PathLike[str]) -> Trace:

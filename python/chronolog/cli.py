@@ -117,6 +117,35 @@ def cmd_dump(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_record(args: argparse.Namespace) -> int:
+    from chronolog import _run
+
+    if bool(args.module) == bool(args.command):
+        raise _UsageError("record: give a SCRIPT or -m MODULE (and their arguments)")
+    if args.module:
+        module, *argv = args.module
+        target = _run.Target(module=module, argv=argv)
+    else:
+        script, *argv = args.command
+        target = _run.Target(script=script, argv=argv)
+    output = args.output or f"{target.stem}.clog"
+    return _run.run(
+        target,
+        output,
+        include=args.include,
+        exclude=args.exclude,
+        stdlib=args.stdlib,
+        vars=not args.no_vars,
+        lines=not args.no_lines,
+        max_repr=args.max_repr,
+        unsafe_repr=args.unsafe_repr,
+    )
+
+
+class _UsageError(Exception):
+    pass
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chronolog",
@@ -124,6 +153,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"chronolog {chronolog.__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    record = commands.add_parser(
+        "record",
+        help="run a Python program as `python` would, recording it",
+        usage="chronolog record [-o OUT] [options] (SCRIPT [ARGS...] | -m MODULE [ARGS...])",
+    )
+    record.add_argument("-o", "--output", metavar="OUT", help="trace to write (default: NAME.clog)")
+    record.add_argument("--include", action="append", default=[], metavar="PAT",
+                        help="record exactly what these globs name (modules or paths)")
+    record.add_argument("--exclude", action="append", default=[], metavar="PAT",
+                        help="do not record what these globs name")
+    record.add_argument("--stdlib", action="store_true", help="also record the stdlib and site-packages")
+    record.add_argument("--no-vars", action="store_true", help="no variable changes")
+    record.add_argument("--no-lines", action="store_true", help="calls, returns and exceptions only")
+    record.add_argument("--max-repr", type=int, default=100, metavar="N",
+                        help="cut values longer than N characters (default 100)")
+    record.add_argument("--unsafe-repr", action="store_true",
+                        help="call __repr__ of objects that are not built-in values")
+    record.add_argument("-m", dest="module", nargs=argparse.REMAINDER, metavar="MODULE",
+                        help="run a library module as a script")
+    record.add_argument("command", nargs=argparse.REMAINDER, metavar="SCRIPT ARGS")
+    record.set_defaults(run=cmd_record)
 
     info = commands.add_parser("info", help="what a trace holds: events, threads, files, sizes")
     info.add_argument("trace", metavar="TRACE")
@@ -154,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return run(args)
-    except chronolog.TraceError as error:
+    except (chronolog.TraceError, _UsageError) as error:
         return _fail(str(error))
     except OSError as error:
         if isinstance(error, BrokenPipeError):

@@ -11,8 +11,11 @@
 //! `chronolog.TraceError` (see `error.rs`).
 
 mod error;
+mod frames;
 mod reading;
+mod recording;
 mod repr;
+mod scope;
 
 use pyo3::prelude::*;
 
@@ -31,6 +34,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     )?;
     m.add_class::<reading::PyTrace>()?;
     m.add_class::<reading::DumpPieces>()?;
+    m.add_class::<recording::Recorder>()?;
     m.add_function(wrap_pyfunction!(reading::write_synthetic, m)?)?;
     m.add_function(wrap_pyfunction!(safe_repr, m)?)?;
     Ok(())

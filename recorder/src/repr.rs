@@ -27,7 +27,11 @@ use pyo3::ffi;
 /// # Safety
 /// The GIL must be held and `obj` must be a valid object.
 pub(crate) unsafe fn short_repr(obj: *mut ffi::PyObject, max_len: usize, out: &mut String) {
-    let limit = if max_len == 0 { usize::MAX } else { max_len + 1 };
+    let limit = if max_len == 0 {
+        usize::MAX
+    } else {
+        max_len + 1
+    };
     let mut head = Head::new(limit);
     // SAFETY: forwarded from the caller.
     unsafe { head.render(obj) };
@@ -43,6 +47,20 @@ pub(crate) unsafe fn short_repr(obj: *mut ffi::PyObject, max_len: usize, out: &m
     // SAFETY: forwarded from the caller.
     unsafe { tail.render(obj) };
     tail.finish_into(out);
+}
+
+/// Cuts an arbitrary text the same way (for texts computed elsewhere).
+pub(crate) fn truncate_into(text: &str, max_len: usize, out: &mut String) {
+    let chars = text.chars().count();
+    if max_len == 0 || chars <= max_len {
+        out.push_str(text);
+        return;
+    }
+    let left = max_len.saturating_sub(3) / 2;
+    let right = max_len.saturating_sub(3) - left;
+    out.extend(text.chars().take(left));
+    out.push_str("...");
+    out.extend(text.chars().skip(chars - right));
 }
 
 fn type_of(obj: *mut ffi::PyObject) -> *mut ffi::PyTypeObject {
@@ -114,7 +132,9 @@ unsafe fn kind_of(obj: *mut ffi::PyObject) -> Kind {
             Kind::CRepr
         } else if ffi::PyExceptionInstance_Check(obj) != 0
             && (*t).tp_repr.map(|f| f as usize)
-                == (*ffi::PyExc_BaseException.cast::<ffi::PyTypeObject>()).tp_repr.map(|f| f as usize)
+                == (*ffi::PyExc_BaseException.cast::<ffi::PyTypeObject>())
+                    .tp_repr
+                    .map(|f| f as usize)
         {
             Kind::Exception
         } else {
@@ -178,7 +198,10 @@ unsafe fn object_form(obj: *mut ffi::PyObject) -> String {
             name.push('.');
         }
         let qualname = ffi::PyType_GetQualName(t);
-        match (!qualname.is_null()).then(|| str_contents(qualname)).flatten() {
+        match (!qualname.is_null())
+            .then(|| str_contents(qualname))
+            .flatten()
+        {
             Some(q) => name.push_str(q),
             None => {
                 ffi::PyErr_Clear();
@@ -202,7 +225,10 @@ unsafe fn type_module(t: *mut ffi::PyTypeObject) -> Option<String> {
     unsafe {
         if (*t).tp_flags & ffi::Py_TPFLAGS_HEAPTYPE == 0 {
             let name = CStr::from_ptr((*t).tp_name).to_string_lossy();
-            return Some(name.rsplit_once('.').map_or("builtins".to_string(), |(m, _)| m.to_string()));
+            return Some(
+                name.rsplit_once('.')
+                    .map_or("builtins".to_string(), |(m, _)| m.to_string()),
+            );
         }
         let dict = (*t).tp_dict;
         if dict.is_null() {
@@ -283,7 +309,9 @@ impl StrView {
 
     fn contains(&self, ch: char) -> bool {
         // SAFETY: see `new`; FindChar scans without allocating.
-        unsafe { ffi::PyUnicode_FindChar(self.obj, ch as u32, 0, self.len as ffi::Py_ssize_t, 1) >= 0 }
+        unsafe {
+            ffi::PyUnicode_FindChar(self.obj, ch as u32, 0, self.len as ffi::Py_ssize_t, 1) >= 0
+        }
     }
 
     fn quote(&self) -> char {
@@ -322,7 +350,10 @@ unsafe fn byte_contents<'a>(obj: *mut ffi::PyObject, bytearray: bool) -> &'a [u8
 }
 
 fn bytes_quote(bytes: &[u8]) -> char {
-    quote_for(memchr::memchr(b'\'', bytes).is_some(), memchr::memchr(b'"', bytes).is_some())
+    quote_for(
+        memchr::memchr(b'\'', bytes).is_some(),
+        memchr::memchr(b'"', bytes).is_some(),
+    )
 }
 
 /// Renders the beginning of a repr, up to `limit` characters.
@@ -547,7 +578,11 @@ impl Head {
         unsafe {
             let t = type_of(obj);
             let full_name = CStr::from_ptr((*t).tp_name).to_string_lossy();
-            let name = full_name.rsplit('.').next().unwrap_or(&full_name).to_string();
+            let name = full_name
+                .rsplit('.')
+                .next()
+                .unwrap_or(&full_name)
+                .to_string();
             self.put(&name);
             // The C field, not the `args` attribute a subclass could override.
             let args = (*obj.cast::<ffi::PyBaseExceptionObject>()).args;
@@ -599,7 +634,7 @@ unsafe fn int_repr(obj: *mut ffi::PyObject) -> String {
     unsafe {
         let mut overflow = 0;
         let value = ffi::PyLong_AsLongLongAndOverflow(obj, &mut overflow);
-        if overflow == 0 && !(value == -1 && !ffi::PyErr_Occurred().is_null()) {
+        if overflow == 0 && (value != -1 || ffi::PyErr_Occurred().is_null()) {
             return value.to_string();
         }
         ffi::PyErr_Clear();
@@ -789,7 +824,8 @@ impl Tail {
             self.put((if frozen { "})" } else { "}" }).into());
             // Sets cannot be walked backwards: keep the last `need` items.
             let keep = self.need.max(1);
-            let mut last: std::collections::VecDeque<*mut ffi::PyObject> = std::collections::VecDeque::new();
+            let mut last: std::collections::VecDeque<*mut ffi::PyObject> =
+                std::collections::VecDeque::new();
             let iter = ffi::PyObject_GetIter(obj);
             let total = ffi::PySet_Size(obj).max(0) as usize;
             if !iter.is_null() {
