@@ -22,7 +22,7 @@ class Run:
     err: str
 
 
-def run_cli(*args: str | Path, entry: str = "module") -> Run:
+def run_cli(*args: str | Path, entry: str = "module", cwd: Path | None = None) -> Run:
     """Runs chronolog in a fresh process, as `python -m chronolog` or as the
     installed `chronolog` script."""
     if entry == "module":
@@ -30,7 +30,7 @@ def run_cli(*args: str | Path, entry: str = "module") -> Run:
     else:
         argv = [str(Path(sys.executable).parent / "chronolog")]
     done = subprocess.run(
-        [*argv, *map(str, args)], capture_output=True, text=True, timeout=120, check=False
+        [*argv, *map(str, args)], capture_output=True, text=True, timeout=120, check=False, cwd=cwd
     )
     return Run(done.returncode, done.stdout, done.stderr)
 

@@ -74,7 +74,7 @@ class Recording:
         include: Iterable[str] | None = None,
         exclude: Iterable[str] | None = None,
         stdlib: bool = False,
-        vars: bool = True,  # noqa: A002 - the contract's name
+        vars: bool = True,
         lines: bool = True,
         max_repr: int = 100,
         unsafe_repr: bool = False,

@@ -160,19 +160,46 @@ def build_parser() -> argparse.ArgumentParser:
         usage="chronolog record [-o OUT] [options] (SCRIPT [ARGS...] | -m MODULE [ARGS...])",
     )
     record.add_argument("-o", "--output", metavar="OUT", help="trace to write (default: NAME.clog)")
-    record.add_argument("--include", action="append", default=[], metavar="PAT",
-                        help="record exactly what these globs name (modules or paths)")
-    record.add_argument("--exclude", action="append", default=[], metavar="PAT",
-                        help="do not record what these globs name")
-    record.add_argument("--stdlib", action="store_true", help="also record the stdlib and site-packages")
+    record.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="PAT",
+        help="record exactly what these globs name (modules or paths)",
+    )
+    record.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="PAT",
+        help="do not record what these globs name",
+    )
+    record.add_argument(
+        "--stdlib", action="store_true", help="also record the stdlib and site-packages"
+    )
     record.add_argument("--no-vars", action="store_true", help="no variable changes")
-    record.add_argument("--no-lines", action="store_true", help="calls, returns and exceptions only")
-    record.add_argument("--max-repr", type=int, default=100, metavar="N",
-                        help="cut values longer than N characters (default 100)")
-    record.add_argument("--unsafe-repr", action="store_true",
-                        help="call __repr__ of objects that are not built-in values")
-    record.add_argument("-m", dest="module", nargs=argparse.REMAINDER, metavar="MODULE",
-                        help="run a library module as a script")
+    record.add_argument(
+        "--no-lines", action="store_true", help="calls, returns and exceptions only"
+    )
+    record.add_argument(
+        "--max-repr",
+        type=int,
+        default=100,
+        metavar="N",
+        help="cut values longer than N characters (default 100)",
+    )
+    record.add_argument(
+        "--unsafe-repr",
+        action="store_true",
+        help="call __repr__ of objects that are not built-in values",
+    )
+    record.add_argument(
+        "-m",
+        dest="module",
+        nargs=argparse.REMAINDER,
+        metavar="MODULE",
+        help="run a library module as a script",
+    )
     record.add_argument("command", nargs=argparse.REMAINDER, metavar="SCRIPT ARGS")
     record.set_defaults(run=cmd_record)
 

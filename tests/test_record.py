@@ -1,0 +1,139 @@
+"""Recording real programs: the program behaves as without chronolog, and
+the trace holds exactly the events CPython reported (checked against a
+pure-Python sys.monitoring reference tracer)."""
+
+from __future__ import annotations
+
+import collections
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import chronolog
+from conftest import REPO, run_cli
+
+pytestmark = pytest.mark.skipif(
+    sys.version_info < (3, 12), reason="the 3.11 trace-hook backend is not built yet"
+)
+
+PROGRAMS = sorted((REPO / "fixtures" / "programs").glob("*.py"))
+EVENT_LINE = re.compile(r"^  \d+ \+\d+ T(\d+) (\w+) frame=(\d+) depth=(\d+) (\S+):(\d+)")
+
+
+def run_plain(program: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(program)], capture_output=True, text=True, cwd=cwd, timeout=120
+    )
+
+
+def trace_events(path: Path) -> list[tuple[str, str, int, int, int]]:
+    """(function, kind, thread, frame, depth) of every event, from the dump."""
+    events = []
+    for line in "".join(chronolog.open(path).dump()).splitlines():
+        match = EVENT_LINE.match(line)
+        if match:
+            thread, kind, frame, depth, function, _ = match.groups()
+            events.append((function, kind, int(thread), int(frame), int(depth)))
+    return events
+
+
+def reference_counts(program: Path, cwd: Path) -> dict[str, int]:
+    out = cwd / "reference.json"
+    subprocess.run(
+        [sys.executable, str(REPO / "tests" / "reference_tracer.py"), str(out), str(program)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+    )
+    return json.loads(out.read_text())
+
+
+@pytest.mark.parametrize("program", PROGRAMS, ids=lambda p: p.stem)
+def test_the_program_behaves_as_without_recording(program: Path, tmp_path: Path) -> None:
+    plain = run_plain(program, tmp_path)
+    recorded = run_cli("record", "-o", tmp_path / "t.clog", program, cwd=tmp_path)
+    assert (recorded.code, recorded.out, recorded.err) == (
+        plain.returncode,
+        plain.stdout,
+        plain.stderr.replace(str(program), str(program)),
+    )
+    assert chronolog.open(tmp_path / "t.clog").check()["clean"]
+
+
+@pytest.mark.parametrize("program", PROGRAMS, ids=lambda p: p.stem)
+def test_event_counts_equal_the_reference_tracer(program: Path, tmp_path: Path) -> None:
+    run_cli("record", "-o", tmp_path / "t.clog", program, cwd=tmp_path)
+    counted = collections.Counter(f"{f} {k}" for f, k, *_ in trace_events(tmp_path / "t.clog"))
+    assert dict(sorted(counted.items())) == reference_counts(program, tmp_path)
+
+
+def test_frames_nest_and_every_call_ends(tmp_path: Path) -> None:
+    program = REPO / "fixtures" / "programs" / "closures.py"
+    run_cli("record", "-o", tmp_path / "t.clog", program, cwd=tmp_path)
+    stack: dict[int, list[int]] = collections.defaultdict(list)
+    for _, kind, thread, frame, depth in trace_events(tmp_path / "t.clog"):
+        if kind == "call":
+            assert depth == len(stack[thread])
+            stack[thread].append(frame)
+        else:
+            assert stack[thread] and stack[thread][-1] == frame and depth == len(stack[thread]) - 1
+            if kind in ("return", "unwind"):
+                stack[thread].pop()
+    assert all(not frames for frames in stack.values())
+
+
+def test_variable_changes_follow_pysnooper_vocabulary(tmp_path: Path) -> None:
+    program = REPO / "fixtures" / "programs" / "basics.py"
+    run_cli("record", "-o", tmp_path / "t.clog", program, cwd=tmp_path)
+    dump = "".join(chronolog.open(tmp_path / "t.clog").dump())
+    assert "      start a = 1 (int)\n      start b = 2 (int)\n" in dump
+    assert "      new total = 3 (int)" in dump
+    items = re.findall(r"(new|modified) items = (\[.*\]) \(list\)", dump)
+    assert items == [
+        ("new", "[]"),
+        ("modified", "[0]"),
+        ("modified", "[0, 1]"),
+        ("modified", "[0, 1, 4]"),
+        ("modified", "[0, 1, 4, 9]"),
+    ]
+    assert "modified mapping = {'b': 2} (dict)" in dump
+
+
+def test_the_api_records_a_block(tmp_path: Path) -> None:
+    path = tmp_path / "api.clog"
+    code = f"""
+import chronolog
+
+def square(x):
+    y = x * x
+    return y
+
+with chronolog.record({str(path)!r}):
+    square(3)
+square(4)
+"""
+    script = tmp_path / "api_script.py"
+    script.write_text(code)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    events = trace_events(path)
+    assert [(f, k) for f, k, *_ in events] == [
+        ("square", "call"),
+        ("square", "line"),
+        ("square", "line"),
+        ("square", "return"),
+    ]
+
+
+def test_no_lines_and_no_vars(tmp_path: Path) -> None:
+    program = REPO / "fixtures" / "programs" / "basics.py"
+    run_cli("record", "--no-lines", "--no-vars", "-o", tmp_path / "t.clog", program, cwd=tmp_path)
+    info = chronolog.open(tmp_path / "t.clog").info()
+    assert info["events_by_kind"]["line"] == 0
+    assert info["var_changes"] == 0
+    assert info["events_by_kind"]["call"] > 0
