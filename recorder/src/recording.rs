@@ -87,6 +87,8 @@ struct CodeEntry {
 struct Shadow {
     object: usize,
     repr: String,
+    /// For lists and tuples: what their cut repr depends on (see [`fingerprint`]).
+    fingerprint: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -866,10 +868,12 @@ impl Recording {
                 }
                 continue;
             }
+            // SAFETY: GIL held, value alive (borrowed from the frame).
+            let fingerprint = unsafe { fingerprint(value, self.options.max_repr) };
             if let Some(shadow) = previous.as_ref()
                 && shadow.object == value as usize
-                // SAFETY: GIL held, value alive (borrowed from the frame).
-                && !unsafe { may_change_in_place(value) }
+                // SAFETY: as above.
+                && (!unsafe { may_change_in_place(value) } || (fingerprint.is_some() && shadow.fingerprint == fingerprint))
             {
                 continue;
             }
@@ -879,16 +883,28 @@ impl Recording {
             let change = match previous {
                 Some(shadow) if shadow.repr == self.scratch => {
                     shadow.object = value as usize;
+                    shadow.fingerprint = fingerprint;
                     continue;
                 }
                 Some(_) => VarChange::Modified,
                 None if is_start => VarChange::Start,
                 None => VarChange::New,
             };
-            *previous = Some(Shadow {
-                object: value as usize,
-                repr: self.scratch.clone(),
-            });
+            match previous {
+                Some(shadow) => {
+                    shadow.object = value as usize;
+                    shadow.fingerprint = fingerprint;
+                    shadow.repr.clear();
+                    shadow.repr.push_str(&self.scratch);
+                }
+                None => {
+                    *previous = Some(Shadow {
+                        object: value as usize,
+                        repr: self.scratch.clone(),
+                        fingerprint,
+                    });
+                }
+            }
             let value_ref = self.batch.values.push(&self.scratch);
             // SAFETY: GIL held; borrowed value.
             let bound = unsafe { Bound::from_borrowed_ptr(py, value) };
@@ -953,6 +969,47 @@ unsafe fn may_change_in_place(value: *mut ffi::PyObject) -> bool {
             || t == &raw mut ffi::PyByteArray_Type
             || t == &raw mut ffi::PyTuple_Type
             || t == &raw mut ffi::PyFrozenSet_Type
+    }
+}
+
+/// For a list or tuple whose visible items all have identity-fixed reprs:
+/// a hash of its length and the identities of the items that can show in
+/// its cut repr (the first and last `max_repr / 3 + 2`; items in the middle
+/// are cut out of the repr). Equal fingerprints of the same object mean an
+/// equal repr, so the repr is not rendered again. `None` otherwise.
+///
+/// # Safety
+/// GIL held, `value` valid.
+unsafe fn fingerprint(value: *mut ffi::PyObject, max_repr: usize) -> Option<u64> {
+    // SAFETY: items are borrowed from a list or tuple while no code runs.
+    unsafe {
+        let t = ffi::Py_TYPE(value);
+        let tuple = t == &raw mut ffi::PyTuple_Type;
+        if !tuple && t != &raw mut ffi::PyList_Type {
+            return None;
+        }
+        let len = if tuple { ffi::PyTuple_Size(value) } else { ffi::PyList_Size(value) }.max(0) as usize;
+        let edge = if max_repr == 0 { usize::MAX } else { max_repr / 3 + 2 };
+        if max_repr == 0 && len > 1024 {
+            return None;
+        }
+        let item = |i: usize| {
+            if tuple {
+                ffi::PyTuple_GetItem(value, i as ffi::Py_ssize_t)
+            } else {
+                ffi::PyList_GetItem(value, i as ffi::Py_ssize_t)
+            }
+        };
+        let mut hash = (len as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let visible = (0..len.min(edge)).chain(len.saturating_sub(edge).max(len.min(edge))..len);
+        for i in visible {
+            let object = item(i);
+            if object.is_null() || !crate::repr::repr_fixed_by_identity(object) {
+                return None;
+            }
+            hash = (hash.rotate_left(5) ^ object as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+        Some(hash)
     }
 }
 

@@ -143,6 +143,19 @@ unsafe fn kind_of(obj: *mut ffi::PyObject) -> Kind {
     }
 }
 
+/// True when `obj`'s safe repr depends only on its identity: immutable
+/// scalars, and objects shown as `<Type object at 0x…>`.
+///
+/// # Safety
+/// GIL held, `obj` valid.
+pub(crate) unsafe fn repr_fixed_by_identity(obj: *mut ffi::PyObject) -> bool {
+    // SAFETY: forwarded.
+    !matches!(
+        unsafe { kind_of(obj) },
+        Kind::List | Kind::Tuple | Kind::Dict | Kind::Set | Kind::FrozenSet | Kind::ByteArray | Kind::Exception
+    )
+}
+
 /// Python's own `repr` of a built-in object, for the kinds where it runs no
 /// user code. `None` if it failed (the error is cleared).
 ///
@@ -384,9 +397,8 @@ impl Head {
             return;
         }
         let room = self.limit - self.chars;
-        if s.len() <= room {
-            // At most s.len() characters: the fast path for ASCII-sized text.
-            self.chars += s.chars().count();
+        if s.is_ascii() && s.len() <= room {
+            self.chars += s.len();
             self.text.push_str(s);
         } else {
             for c in s.chars().take(room) {
@@ -408,7 +420,17 @@ impl Head {
                 Kind::None => self.put("None"),
                 Kind::True => self.put("True"),
                 Kind::False => self.put("False"),
-                Kind::Int => self.put(&int_repr(obj)),
+                Kind::Int => match small_int(obj) {
+                    Some(value) if self.limit - self.chars >= 20 => {
+                        self.chars += push_int(&mut self.text, value);
+                    }
+                    Some(value) => {
+                        let mut digits = String::with_capacity(20);
+                        push_int(&mut digits, value);
+                        self.put(&digits);
+                    }
+                    None => self.put(&big_int_repr(obj)),
+                },
                 Kind::Str => {
                     let view = StrView::new(obj);
                     let quote = view.quote();
@@ -625,40 +647,78 @@ unsafe fn sequence_item(obj: *mut ffi::PyObject, i: usize) -> *mut ffi::PyObject
     }
 }
 
-/// Decimal text of an exact int.
+/// The value of an exact int that fits 64 bits.
 ///
 /// # Safety
 /// GIL held, `obj` an exact int.
-unsafe fn int_repr(obj: *mut ffi::PyObject) -> String {
+unsafe fn small_int(obj: *mut ffi::PyObject) -> Option<i64> {
     // SAFETY: forwarded.
     unsafe {
         let mut overflow = 0;
         let value = ffi::PyLong_AsLongLongAndOverflow(obj, &mut overflow);
         if overflow == 0 && (value != -1 || ffi::PyErr_Occurred().is_null()) {
-            return value.to_string();
+            return Some(value);
         }
         ffi::PyErr_Clear();
-        // Python's own conversion; it refuses ints of more than 4,300 digits.
-        c_repr(obj).unwrap_or_else(|| "<int too large to show>".to_string())
+        None
     }
 }
 
+/// Appends the decimal digits of `value`; returns how many characters.
+fn push_int(out: &mut String, value: i64) -> usize {
+    let mut buf = [0u8; 20];
+    let mut n = value.unsigned_abs();
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if value < 0 {
+        out.push('-');
+    }
+    for &digit in &buf[i..] {
+        out.push(char::from(digit));
+    }
+    buf.len() - i + usize::from(value < 0)
+}
+
+/// Decimal text of an int beyond 64 bits.
+///
+/// # Safety
+/// GIL held, `obj` an exact int.
+unsafe fn big_int_repr(obj: *mut ffi::PyObject) -> String {
+    // Python's own conversion; it refuses ints of more than 4,300 digits.
+    // SAFETY: forwarded.
+    unsafe { c_repr(obj) }.unwrap_or_else(|| "<int too large to show>".to_string())
+}
+
 /// Renders the end of a repr backwards, until `need` characters are known.
+///
+/// Pieces arrive last first; each is appended byte-reversed to one buffer,
+/// and the buffer is reversed once at the end, which restores every piece
+/// (UTF-8 sequences included) in reading order without an allocation per
+/// piece.
 struct Tail {
-    /// Pieces in reverse order of appearance.
-    pieces: Vec<String>,
+    reversed: Vec<u8>,
     chars: usize,
     need: usize,
     stack: Vec<*mut ffi::PyObject>,
+    /// Scratch text for one character's escape or one scalar's repr.
+    piece: String,
 }
 
 impl Tail {
     fn new(need: usize) -> Tail {
         Tail {
-            pieces: Vec::new(),
+            reversed: Vec::new(),
             chars: 0,
             need,
             stack: Vec::new(),
+            piece: String::new(),
         }
     }
 
@@ -666,15 +726,23 @@ impl Tail {
         self.chars >= self.need
     }
 
-    fn put(&mut self, s: String) {
+    fn put(&mut self, s: &str) {
         if !self.done() {
-            self.chars += s.chars().count();
-            self.pieces.push(s);
+            self.chars += if s.is_ascii() { s.len() } else { s.chars().count() };
+            self.reversed.extend(s.bytes().rev());
         }
     }
 
-    fn finish_into(self, out: &mut String) {
-        let text: String = self.pieces.into_iter().rev().collect();
+    fn put_piece(&mut self) {
+        let piece = std::mem::take(&mut self.piece);
+        self.put(&piece);
+        self.piece = piece;
+        self.piece.clear();
+    }
+
+    fn finish_into(mut self, out: &mut String) {
+        self.reversed.reverse();
+        let text = String::from_utf8_lossy(&self.reversed);
         let count = text.chars().count();
         out.extend(text.chars().skip(count.saturating_sub(self.need)));
     }
@@ -691,16 +759,15 @@ impl Tail {
                 Kind::Str => {
                     let view = StrView::new(obj);
                     let quote = view.quote();
-                    self.put(quote.to_string());
+                    self.put(quote.encode_utf8(&mut [0; 4]));
                     let mut i = view.len;
                     while i > 0 && !self.done() {
                         i -= 1;
-                        let mut piece = String::new();
-                        view.escape_at(i, quote, &mut piece);
-                        self.put(piece);
+                        view.escape_at(i, quote, &mut self.piece);
+                        self.put_piece();
                     }
                     if i == 0 {
-                        self.put(quote.to_string());
+                        self.put(quote.encode_utf8(&mut [0; 4]));
                     }
                 }
                 Kind::Bytes | Kind::ByteArray => {
@@ -708,45 +775,44 @@ impl Tail {
                     let bytes = byte_contents(obj, bytearray);
                     let quote = bytes_quote(bytes);
                     if bytearray {
-                        self.put(")".into());
+                        self.put(")");
                     }
-                    self.put(quote.to_string());
+                    self.put(quote.encode_utf8(&mut [0; 4]));
                     let mut i = bytes.len();
                     while i > 0 && !self.done() {
                         i -= 1;
-                        let mut piece = String::new();
-                        escape_byte(bytes[i], quote, &mut piece);
-                        self.put(piece);
+                        escape_byte(bytes[i], quote, &mut self.piece);
+                        self.put_piece();
                     }
                     if i == 0 {
-                        self.put(format!("b{quote}"));
+                        self.put(if quote == '"' { "b\"" } else { "b'" });
                         if bytearray {
-                            self.put("bytearray(".into());
+                            self.put("bytearray(");
                         }
                     }
                 }
                 Kind::List | Kind::Tuple => {
                     let tuple = kind_of(obj) == Kind::Tuple;
                     if self.stack.contains(&obj) {
-                        self.put((if tuple { "(...)" } else { "[...]" }).into());
+                        self.put(if tuple { "(...)" } else { "[...]" });
                         return;
                     }
                     self.stack.push(obj);
                     let len = sequence_len(obj);
-                    self.put((if tuple { ")" } else { "]" }).into());
+                    self.put(if tuple { ")" } else { "]" });
                     if tuple && len == 1 {
-                        self.put(",".into());
+                        self.put(",");
                     }
                     let mut i = len;
                     while i > 0 && !self.done() {
                         i -= 1;
                         self.render(sequence_item(obj, i));
                         if i > 0 {
-                            self.put(", ".into());
+                            self.put(", ");
                         }
                     }
                     if i == 0 {
-                        self.put((if tuple { "(" } else { "[" }).into());
+                        self.put(if tuple { "(" } else { "[" });
                     }
                     self.stack.pop();
                 }
@@ -755,8 +821,10 @@ impl Tail {
                 _ => {
                     // Scalars and objects: short enough to render whole.
                     let mut head = Head::new(usize::MAX);
+                    head.text = std::mem::take(&mut self.piece);
                     head.render(obj);
-                    self.put(head.text);
+                    self.piece = head.text;
+                    self.put_piece();
                 }
             }
         }
@@ -768,11 +836,11 @@ impl Tail {
         // SAFETY: forwarded; `reversed(d.items())` is C code over an exact dict.
         unsafe {
             if self.stack.contains(&obj) {
-                self.put("{...}".into());
+                self.put("{...}");
                 return;
             }
             self.stack.push(obj);
-            self.put("}".into());
+            self.put("}");
             let items = ffi::PyObject_CallMethod(obj, c"items".as_ptr(), ptr::null());
             let reversed = if items.is_null() {
                 ptr::null_mut()
@@ -788,10 +856,10 @@ impl Tail {
                     }
                     remaining -= 1;
                     self.render(ffi::PyTuple_GetItem(pair, 1));
-                    self.put(": ".into());
+                    self.put(": ");
                     self.render(ffi::PyTuple_GetItem(pair, 0));
                     if remaining > 0 {
-                        self.put(", ".into());
+                        self.put(", ");
                     }
                     ffi::Py_DecRef(pair);
                 }
@@ -801,7 +869,7 @@ impl Tail {
                 ffi::Py_DecRef(items);
             }
             ffi::PyErr_Clear();
-            self.put("{".into());
+            self.put("{");
             self.stack.pop();
         }
     }
@@ -817,11 +885,11 @@ impl Tail {
                 let mut head = Head::new(usize::MAX);
                 head.stack = self.stack.clone();
                 head.set(obj);
-                self.put(head.text);
+                self.put(&head.text);
                 return;
             }
             self.stack.push(obj);
-            self.put((if frozen { "})" } else { "}" }).into());
+            self.put(if frozen { "})" } else { "}" });
             // Sets cannot be walked backwards: keep the last `need` items.
             let keep = self.need.max(1);
             let mut last: std::collections::VecDeque<*mut ffi::PyObject> =
@@ -851,11 +919,11 @@ impl Tail {
                 }
                 self.render(item);
                 if n + 1 < shown || total > shown {
-                    self.put(", ".into());
+                    self.put(", ");
                 }
             }
             if shown == total {
-                self.put((if frozen { "frozenset({" } else { "{" }).into());
+                self.put(if frozen { "frozenset({" } else { "{" });
             }
             self.stack.pop();
         }
