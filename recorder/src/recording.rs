@@ -16,9 +16,8 @@
 //! warning on stderr; the program runs on and never sees an exception or a
 //! panic from here.
 
-use std::cell::Cell;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use chronolog_format::{
@@ -40,22 +39,6 @@ const BATCH_EVENTS: usize = 1 << 16;
 /// Longest time events wait in memory before reaching the writer.
 const FLUSH_INTERVAL_NS: u64 = 100_000_000;
 
-thread_local! {
-    /// Set while the recorder itself runs Python code, so that events it
-    /// causes are not recorded.
-    static BUSY: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Runs `f` with recording suspended on this thread.
-fn suspended<T>(f: impl FnOnce() -> T) -> T {
-    BUSY.with(|busy| {
-        let was = busy.replace(true);
-        let result = f();
-        busy.set(was);
-        result
-    })
-}
-
 /// What to record, from `chronolog.record(...)` / `chronolog record`.
 #[derive(Debug)]
 struct Options {
@@ -71,7 +54,7 @@ struct CodeState {
     id: u32,
     first_line: u32,
     /// Local slots: name string id and how to read the slot.
-    slots: Vec<(u32, SlotKind)>,
+    slots: Arc<[(u32, SlotKind)]>,
 }
 
 /// The recorder's view of one code object (kept alive so its address is
@@ -80,6 +63,8 @@ struct CodeState {
 struct CodeEntry {
     _keep: Py<PyAny>,
     state: Option<CodeState>,
+    /// Its local events are on (or it needs none).
+    enabled: bool,
 }
 
 /// Last recorded value of one local.
@@ -96,7 +81,10 @@ struct FrameState {
     frame_id: u64,
     /// Identity of the frame object (stable across a generator's yields).
     frame: usize,
-    code: usize,
+    code_id: u32,
+    slots: Arc<[(u32, SlotKind)]>,
+    /// Line of the last `line` event (the first line before any).
+    line: u32,
     locals: Vec<Option<Shadow>>,
 }
 
@@ -127,8 +115,6 @@ struct Recording {
     /// Exception object address -> its identity, while it propagates.
     exceptions: FxHashMap<usize, u64>,
     sources: rustc_hash::FxHashSet<u32>,
-    /// `() -> (name, native_id)` of the current thread, from the Python side.
-    thread_info: Py<PyAny>,
     scratch: String,
     vars_readable: bool,
 }
@@ -157,6 +143,8 @@ pub(crate) struct Recorder {
     enable_code: Py<PyAny>,
     /// Called once when recording must stop after a failure.
     on_failure: Py<PyAny>,
+    /// `() -> (name, native_id)` of the current thread.
+    thread_info: Py<PyAny>,
     /// Path of the trace, for messages.
     path: PathBuf,
 }
@@ -232,7 +220,6 @@ impl Recorder {
             suspended: FxHashMap::default(),
             exceptions: FxHashMap::default(),
             sources: Default::default(),
-            thread_info,
             scratch: String::new(),
             vars_readable: true,
         };
@@ -241,16 +228,17 @@ impl Recorder {
             disable,
             enable_code,
             on_failure,
+            thread_info,
             path,
         })
     }
 
     fn on_start(&self, py: Python<'_>, code: &Bound<'_, PyAny>, _offset: i64) -> Py<PyAny> {
-        self.dispatch(py, Hook::Start, code, None)
+        self.dispatch(py, Hook::Start, code, None, 0)
     }
 
     fn on_resume(&self, py: Python<'_>, code: &Bound<'_, PyAny>, _offset: i64) -> Py<PyAny> {
-        self.dispatch(py, Hook::Resume, code, None)
+        self.dispatch(py, Hook::Resume, code, None, 0)
     }
 
     fn on_throw(
@@ -260,11 +248,11 @@ impl Recorder {
         _offset: i64,
         exc: &Bound<'_, PyAny>,
     ) -> Py<PyAny> {
-        self.dispatch(py, Hook::Throw, code, Some(exc))
+        self.dispatch(py, Hook::Throw, code, Some(exc), 0)
     }
 
-    fn on_line(&self, py: Python<'_>, code: &Bound<'_, PyAny>, _line: i64) -> Py<PyAny> {
-        self.dispatch(py, Hook::Line, code, None)
+    fn on_line(&self, py: Python<'_>, code: &Bound<'_, PyAny>, line: i64) -> Py<PyAny> {
+        self.dispatch(py, Hook::Line, code, None, u32::try_from(line).unwrap_or(0))
     }
 
     fn on_return(
@@ -274,7 +262,7 @@ impl Recorder {
         _offset: i64,
         value: &Bound<'_, PyAny>,
     ) -> Py<PyAny> {
-        self.dispatch(py, Hook::Return, code, Some(value))
+        self.dispatch(py, Hook::Return, code, Some(value), 0)
     }
 
     fn on_yield(
@@ -284,7 +272,7 @@ impl Recorder {
         _offset: i64,
         value: &Bound<'_, PyAny>,
     ) -> Py<PyAny> {
-        self.dispatch(py, Hook::Yield, code, Some(value))
+        self.dispatch(py, Hook::Yield, code, Some(value), 0)
     }
 
     fn on_raise(
@@ -294,7 +282,7 @@ impl Recorder {
         _offset: i64,
         exc: &Bound<'_, PyAny>,
     ) -> Py<PyAny> {
-        self.dispatch(py, Hook::Raise, code, Some(exc))
+        self.dispatch(py, Hook::Raise, code, Some(exc), 0)
     }
 
     fn on_reraise(
@@ -304,7 +292,7 @@ impl Recorder {
         _offset: i64,
         exc: &Bound<'_, PyAny>,
     ) -> Py<PyAny> {
-        self.dispatch(py, Hook::Reraise, code, Some(exc))
+        self.dispatch(py, Hook::Reraise, code, Some(exc), 0)
     }
 
     fn on_handled(
@@ -314,7 +302,7 @@ impl Recorder {
         _offset: i64,
         exc: &Bound<'_, PyAny>,
     ) -> Py<PyAny> {
-        self.dispatch(py, Hook::Handled, code, Some(exc))
+        self.dispatch(py, Hook::Handled, code, Some(exc), 0)
     }
 
     fn on_unwind(
@@ -324,7 +312,7 @@ impl Recorder {
         _offset: i64,
         exc: &Bound<'_, PyAny>,
     ) -> Py<PyAny> {
-        self.dispatch(py, Hook::Unwind, code, Some(exc))
+        self.dispatch(py, Hook::Unwind, code, Some(exc), 0)
     }
 
     /// Adds a key/value fact to the trace (exit status, ...).
@@ -367,25 +355,39 @@ impl Recorder {
 
 impl Recorder {
     /// Runs one callback: never raises, never panics into Python.
+    ///
+    /// No Python code runs while the state is locked: a Python call can let
+    /// another thread take the GIL, and that thread's callback would then
+    /// wait for the lock while holding the GIL. Calls into Python (a new
+    /// thread's name, enabling a code object's events) happen between locks.
     fn dispatch(
         &self,
         py: Python<'_>,
         hook: Hook,
         code: &Bound<'_, PyAny>,
         arg: Option<&Bound<'_, PyAny>>,
+        line: u32,
     ) -> Py<PyAny> {
-        if BUSY.with(Cell::get) {
-            return py.None();
-        }
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let mut guard = self
-                .state
-                .lock()
-                .map_err(|_| "recorder state poisoned".to_string())?;
-            let Some(recording) = guard.as_mut() else {
-                return Ok(Verdict::Ignore);
-            };
-            recording.handle(py, self, hook, code, arg)
+            let mut verdict = self.with_recording(|r| r.handle(py, hook, code, arg, line))?;
+            if let Verdict::NeedThread(ident) = verdict {
+                let (name, native_id) = self
+                    .thread_info
+                    .call0(py)
+                    .and_then(|info| info.extract::<(String, u64)>(py))
+                    .unwrap_or_else(|_| (format!("thread-{ident}"), 0));
+                verdict = self.with_recording(|r| {
+                    r.add_thread(ident, name, native_id);
+                    r.handle(py, hook, code, arg, line)
+                })?;
+            }
+            if let Verdict::Enable = verdict {
+                self.enable_code
+                    .call1(py, (code,))
+                    .map_err(|e| e.to_string())?;
+                verdict = Verdict::Ignore;
+            }
+            Ok::<Verdict, String>(verdict)
         }));
         let verdict = match outcome {
             Ok(Ok(verdict)) => verdict,
@@ -394,7 +396,22 @@ impl Recorder {
         };
         match verdict {
             Verdict::Disable => self.disable.clone_ref(py),
-            Verdict::Ignore => py.None(),
+            _ => py.None(),
+        }
+    }
+
+    /// Runs `f` on the recording, if it is still active.
+    fn with_recording(
+        &self,
+        f: impl FnOnce(&mut Recording) -> Result<Verdict, String>,
+    ) -> Result<Verdict, String> {
+        let mut guard = self
+            .state
+            .lock()
+            .map_err(|_| "recorder state poisoned".to_string())?;
+        match guard.as_mut() {
+            Some(recording) => f(recording),
+            None => Ok(Verdict::Ignore),
         }
     }
 
@@ -410,21 +427,25 @@ impl Recorder {
                 "chronolog: recording to {} stopped: {message}",
                 self.path.display()
             );
-            suspended(|| {
-                if let Err(e) = self.on_failure.call1(py, (text,)) {
-                    e.restore(py);
-                    // SAFETY: GIL held; drops the error raised by the hook.
-                    unsafe { ffi::PyErr_Clear() };
-                }
-            });
+            if let Err(e) = self.on_failure.call1(py, (text,)) {
+                e.restore(py);
+                // SAFETY: GIL held; drops the error raised by the hook.
+                unsafe { ffi::PyErr_Clear() };
+            }
         }
         Verdict::Ignore
     }
 }
 
+/// What a callback tells `sys.monitoring`, or what `dispatch` must do next.
 enum Verdict {
     Ignore,
+    /// Return `sys.monitoring.DISABLE`: out-of-scope code.
     Disable,
+    /// A code object just found in scope: enable its local events.
+    Enable,
+    /// The event came from a thread not seen yet: name it, then retry.
+    NeedThread(u64),
 }
 
 /// The frame running the callback (borrowed; owned by the thread state).
@@ -438,15 +459,15 @@ impl Recording {
     fn handle(
         &mut self,
         py: Python<'_>,
-        recorder: &Recorder,
         hook: Hook,
         code: &Bound<'_, PyAny>,
         arg: Option<&Bound<'_, PyAny>>,
+        line: u32,
     ) -> Result<Verdict, String> {
         let code_key = code.as_ptr() as usize;
         let in_scope = match self.codes.get(&code_key) {
             Some(entry) => entry.state.is_some(),
-            None => self.register_code(py, recorder, code)?,
+            None => self.register_code(py, code)?,
         };
         if !in_scope {
             // Only local events can be disabled; exception events are global.
@@ -461,24 +482,20 @@ impl Recording {
             return Ok(Verdict::Ignore);
         };
         // SAFETY: GIL held; the thread ident is a plain number.
-        #[allow(clippy::useless_conversion, reason = "c_ulong is 32 bits on some platforms")]
+        #[allow(
+            clippy::useless_conversion,
+            reason = "c_ulong is 32 bits on some platforms"
+        )]
         let ident = u64::from(unsafe { ffi::PyThread_get_thread_ident() });
         if !self.threads.contains_key(&ident) {
-            let id = self.register_thread(py, ident);
-            self.threads.insert(
-                ident,
-                ThreadState {
-                    id,
-                    stack: Vec::new(),
-                },
-            );
+            return Ok(Verdict::NeedThread(ident));
         }
         let ts = self.started.elapsed().as_nanos() as u64;
         match hook {
             Hook::Start => {
                 let state = self.new_frame(frame as usize, code_key);
                 self.push_frame(ident, state);
-                self.event(py, ident, EventKind::Call, ts, frame, None, 0, true);
+                self.event(py, ident, EventKind::Call, ts, frame, None, 0, true, 0);
             }
             Hook::Resume | Hook::Throw => {
                 let state = match self.suspended.remove(&(frame as usize)) {
@@ -505,11 +522,12 @@ impl Recording {
                     arg.filter(|_| hook == Hook::Throw),
                     exc_id,
                     false,
+                    0,
                 );
             }
             Hook::Line => {
                 self.ensure_top(ident, frame as usize, code_key);
-                self.event(py, ident, EventKind::Line, ts, frame, None, 0, false);
+                self.event(py, ident, EventKind::Line, ts, frame, None, 0, false, line);
             }
             Hook::Return | Hook::Yield => {
                 self.ensure_top(ident, frame as usize, code_key);
@@ -518,7 +536,7 @@ impl Recording {
                 } else {
                     EventKind::Yield
                 };
-                self.event(py, ident, kind, ts, frame, arg, 0, false);
+                self.event(py, ident, kind, ts, frame, arg, 0, false, 0);
                 let popped = self.threads.get_mut(&ident).and_then(|t| t.stack.pop());
                 if let (Hook::Yield, Some(state)) = (hook, popped) {
                     self.suspended.insert(state.frame, state);
@@ -533,7 +551,7 @@ impl Recording {
                     _ => EventKind::Unwind,
                 };
                 let exc_id = self.exception_id(arg, hook == Hook::Raise);
-                self.event(py, ident, kind, ts, frame, arg, exc_id, false);
+                self.event(py, ident, kind, ts, frame, arg, exc_id, false, 0);
                 if hook == Hook::Unwind {
                     if let Some(state) = self.threads.get_mut(&ident).and_then(|t| t.stack.pop()) {
                         self.suspended.remove(&state.frame);
@@ -544,18 +562,20 @@ impl Recording {
                 }
             }
         }
-        self.maybe_flush(py, ts)?;
-        Ok(Verdict::Ignore)
+        self.maybe_flush(ts)?;
+        let entry = self.codes.get_mut(&code_key);
+        Ok(match entry {
+            Some(entry) if !entry.enabled => {
+                entry.enabled = true;
+                Verdict::Enable
+            }
+            _ => Verdict::Ignore,
+        })
     }
 
     /// Decides a new code object's scope; for code in scope, defines it in
     /// the trace, stores its file's source once and enables its local events.
-    fn register_code(
-        &mut self,
-        py: Python<'_>,
-        recorder: &Recorder,
-        code: &Bound<'_, PyAny>,
-    ) -> Result<bool, String> {
+    fn register_code(&mut self, py: Python<'_>, code: &Bound<'_, PyAny>) -> Result<bool, String> {
         let attr = |name: &str| -> Result<Bound<'_, PyAny>, String> {
             code.getattr(name).map_err(|e| e.to_string())
         };
@@ -624,11 +644,10 @@ impl Recording {
             {
                 self.writer.add_source(file_id, &text);
             }
-            suspended(|| recorder.enable_code.call1(py, (code,))).map_err(|e| e.to_string())?;
             Some(CodeState {
                 id,
                 first_line,
-                slots,
+                slots: slots.into(),
             })
         } else {
             None
@@ -637,23 +656,26 @@ impl Recording {
             code.as_ptr() as usize,
             CodeEntry {
                 _keep: code.clone().unbind(),
+                enabled: state.is_none(),
                 state,
             },
         );
         Ok(in_scope)
     }
 
-    fn register_thread(&mut self, py: Python<'_>, ident: u64) -> u32 {
-        // A function from the Python side: importing here would need the
-        // running frame's builtins, which a frame being set up may lack.
-        let (name, native_id) =
-            suspended(|| -> PyResult<(String, u64)> { self.thread_info.call0(py)?.extract(py) })
-                .unwrap_or_else(|_| (format!("thread-{ident}"), 0));
-        self.writer.define_thread(ThreadMeta {
+    fn add_thread(&mut self, ident: u64, name: String, native_id: u64) {
+        let id = self.writer.define_thread(ThreadMeta {
             name,
             native_id,
             ident,
-        })
+        });
+        self.threads.insert(
+            ident,
+            ThreadState {
+                id,
+                stack: Vec::new(),
+            },
+        );
     }
 
     fn intern(&mut self, text: &str) -> u32 {
@@ -684,10 +706,13 @@ impl Recording {
     fn new_frame(&mut self, frame: usize, code: usize) -> FrameState {
         let frame_id = self.next_frame;
         self.next_frame += 1;
+        let state = self.codes.get(&code).and_then(|c| c.state.as_ref());
         FrameState {
             frame_id,
             frame,
-            code,
+            code_id: state.map_or(0, |s| s.id),
+            slots: state.map_or_else(|| Arc::from([]), |s| Arc::clone(&s.slots)),
+            line: state.map_or(0, |s| s.first_line),
             locals: Vec::new(),
         }
     }
@@ -751,6 +776,7 @@ impl Recording {
         arg: Option<&Bound<'_, PyAny>>,
         exc_id: u64,
         is_start: bool,
+        line: u32,
     ) {
         let Some(thread) = self.threads.get(&ident) else {
             return;
@@ -760,27 +786,26 @@ impl Recording {
         let Some(top) = thread.stack.last() else {
             return;
         };
-        let (frame_id, code_key) = (top.frame_id, top.code);
-        let Some(code_id) = self
-            .codes
-            .get(&code_key)
-            .and_then(|c| c.state.as_ref())
-            .map(|s| s.id)
-        else {
-            return;
-        };
+        let (frame_id, code_id) = (top.frame_id, top.code_id);
         if kind == EventKind::Line && !self.options.lines {
             return;
         }
-        // SAFETY: GIL held; `frame` is the live frame of this callback.
-        let line = match unsafe { ffi::PyFrame_GetLineNumber(frame) } {
-            n if n > 0 => n as u32,
-            _ => self
-                .codes
-                .get(&code_key)
-                .and_then(|c| c.state.as_ref())
-                .map_or(0, |s| s.first_line),
+        let line = if line > 0 {
+            line
+        } else if self.options.lines || kind == EventKind::Call {
+            // The last line event of the frame: where it returns, raises or yields.
+            top.line
+        } else {
+            // SAFETY: GIL held; `frame` is the live frame of this callback.
+            (unsafe { ffi::PyFrame_GetLineNumber(frame) }).max(0) as u32
         };
+        if let Some(top) = self
+            .threads
+            .get_mut(&ident)
+            .and_then(|t| t.stack.last_mut())
+        {
+            top.line = line;
+        }
         let (arg_ref, arg_type) = match arg {
             Some(value) => {
                 self.scratch.clear();
@@ -846,13 +871,11 @@ impl Recording {
         let Some(top) = thread.stack.last_mut() else {
             return;
         };
-        let Some(code) = self.codes.get(&top.code).and_then(|c| c.state.as_ref()) else {
-            return;
-        };
-        if top.locals.len() < code.slots.len() {
-            top.locals.resize(code.slots.len(), None);
+        let slot_kinds = Arc::clone(&top.slots);
+        if top.locals.len() < slot_kinds.len() {
+            top.locals.resize(slot_kinds.len(), None);
         }
-        for (slot, &(name, kind)) in code.slots.iter().enumerate() {
+        for (slot, &(name, kind)) in slot_kinds.iter().enumerate() {
             // SAFETY: slot < the code's number of local slots; GIL held.
             let value = unsafe { slot_value(slots, slot, kind) };
             let previous = &mut top.locals[slot];
@@ -939,8 +962,11 @@ impl Recording {
         }
     }
 
-    /// Hands the batch to the writer when it is full or 100 ms old.
-    fn maybe_flush(&mut self, py: Python<'_>, ts: u64) -> Result<(), String> {
+    /// Hands the batch to the writer when it is full or 100 ms old. The GIL
+    /// stays held (releasing it with the state locked could deadlock); the
+    /// hand-over is a queue push, which waits only when the writer is
+    /// behind.
+    fn maybe_flush(&mut self, ts: u64) -> Result<(), String> {
         if self.batch.len() < BATCH_EVENTS
             && ts.saturating_sub(self.last_flush_ns) < FLUSH_INTERVAL_NS
         {
@@ -948,9 +974,7 @@ impl Recording {
         }
         self.last_flush_ns = ts;
         let batch = std::mem::take(&mut self.batch);
-        let writer = &mut self.writer;
-        py.detach(|| writer.write_batch(batch))
-            .map_err(|e| e.to_string())
+        self.writer.write_batch(batch).map_err(|e| e.to_string())
     }
 }
 
@@ -988,8 +1012,17 @@ unsafe fn fingerprint(value: *mut ffi::PyObject, max_repr: usize) -> Option<u64>
         if !tuple && t != &raw mut ffi::PyList_Type {
             return None;
         }
-        let len = if tuple { ffi::PyTuple_Size(value) } else { ffi::PyList_Size(value) }.max(0) as usize;
-        let edge = if max_repr == 0 { usize::MAX } else { max_repr / 3 + 2 };
+        let len = if tuple {
+            ffi::PyTuple_Size(value)
+        } else {
+            ffi::PyList_Size(value)
+        }
+        .max(0) as usize;
+        let edge = if max_repr == 0 {
+            usize::MAX
+        } else {
+            max_repr / 3 + 2
+        };
         if max_repr == 0 && len > 1024 {
             return None;
         }

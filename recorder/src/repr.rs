@@ -152,7 +152,13 @@ pub(crate) unsafe fn repr_fixed_by_identity(obj: *mut ffi::PyObject) -> bool {
     // SAFETY: forwarded.
     !matches!(
         unsafe { kind_of(obj) },
-        Kind::List | Kind::Tuple | Kind::Dict | Kind::Set | Kind::FrozenSet | Kind::ByteArray | Kind::Exception
+        Kind::List
+            | Kind::Tuple
+            | Kind::Dict
+            | Kind::Set
+            | Kind::FrozenSet
+            | Kind::ByteArray
+            | Kind::Exception
     )
 }
 
@@ -728,7 +734,11 @@ impl Tail {
 
     fn put(&mut self, s: &str) {
         if !self.done() {
-            self.chars += if s.is_ascii() { s.len() } else { s.chars().count() };
+            self.chars += if s.is_ascii() {
+                s.len()
+            } else {
+                s.chars().count()
+            };
             self.reversed.extend(s.bytes().rev());
         }
     }
