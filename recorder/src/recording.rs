@@ -53,6 +53,8 @@ struct Options {
 struct CodeState {
     id: u32,
     first_line: u32,
+    /// A module or class body: variables live in a namespace dict.
+    namespace: bool,
     /// Local slots: name string id and how to read the slot.
     slots: Arc<[(u32, SlotKind)]>,
 }
@@ -86,6 +88,16 @@ struct FrameState {
     /// Line of the last `line` event (the first line before any).
     line: u32,
     locals: Vec<Option<Shadow>>,
+    /// For module and class bodies: their namespace's variables.
+    namespace: Option<Box<NamespaceShadow>>,
+}
+
+/// Last recorded state of a namespace's variables, by name id, with the
+/// generation of the diff that last saw each (to find deleted ones).
+#[derive(Debug, Default)]
+struct NamespaceShadow {
+    vars: FxHashMap<u32, (Option<Shadow>, u64)>,
+    generation: u64,
 }
 
 #[derive(Debug)]
@@ -644,9 +656,15 @@ impl Recording {
             {
                 self.writer.add_source(file_id, &text);
             }
+            // CO_NEWLOCALS: functions get fresh fast locals; module and class
+            // bodies run in a namespace dict.
+            let flags: u32 = attr("co_flags")?
+                .extract()
+                .map_err(|e: PyErr| e.to_string())?;
             Some(CodeState {
                 id,
                 first_line,
+                namespace: flags & 0x0002 == 0,
                 slots: slots.into(),
             })
         } else {
@@ -714,6 +732,7 @@ impl Recording {
             slots: state.map_or_else(|| Arc::from([]), |s| Arc::clone(&s.slots)),
             line: state.map_or(0, |s| s.first_line),
             locals: Vec::new(),
+            namespace: state.filter(|s| s.namespace).map(|_| Box::default()),
         }
     }
 
@@ -860,15 +879,31 @@ impl Recording {
         index: u32,
         is_start: bool,
     ) {
+        let Some(top) = self
+            .threads
+            .get_mut(&ident)
+            .and_then(|t| t.stack.last_mut())
+        else {
+            return;
+        };
+        let mut sink = VarSink {
+            batch: &mut self.batch,
+            scratch: &mut self.scratch,
+            types: &mut self.types,
+            strings: &mut self.strings,
+            writer: &mut self.writer,
+            max_repr: self.options.max_repr,
+            index,
+            is_start,
+        };
+        if top.namespace.is_some() {
+            // SAFETY: GIL held; `frame` is live for this callback.
+            unsafe { diff_namespace(py, &mut sink, top, frame) };
+            return;
+        }
         // SAFETY: GIL held; `frame` is live for this callback.
         let Some(slots) = (unsafe { localsplus(frame) }) else {
             self.vars_readable = false;
-            return;
-        };
-        let Some(thread) = self.threads.get_mut(&ident) else {
-            return;
-        };
-        let Some(top) = thread.stack.last_mut() else {
             return;
         };
         let slot_kinds = Arc::clone(&top.slots);
@@ -876,89 +911,16 @@ impl Recording {
             top.locals.resize(slot_kinds.len(), None);
         }
         for (slot, &(name, kind)) in slot_kinds.iter().enumerate() {
-            // SAFETY: slot < the code's number of local slots; GIL held.
-            let value = unsafe { slot_value(slots, slot, kind) };
-            let previous = &mut top.locals[slot];
-            if value.is_null() {
-                if previous.take().is_some() {
-                    self.batch.push_var(&VarRecord {
-                        event: index,
-                        name,
-                        change: VarChange::Deleted as u8,
-                        value: 0,
-                        type_name: 0,
-                    });
-                }
-                continue;
-            }
-            // SAFETY: GIL held, value alive (borrowed from the frame).
-            let fingerprint = unsafe { fingerprint(value, self.options.max_repr) };
-            if let Some(shadow) = previous.as_ref()
-                && shadow.object == value as usize
-                // SAFETY: as above.
-                && (!unsafe { may_change_in_place(value) } || (fingerprint.is_some() && shadow.fingerprint == fingerprint))
-            {
-                continue;
-            }
-            self.scratch.clear();
-            // SAFETY: as above.
-            unsafe { short_repr(value, self.options.max_repr, &mut self.scratch) };
-            let change = match previous {
-                Some(shadow) if shadow.repr == self.scratch => {
-                    shadow.object = value as usize;
-                    shadow.fingerprint = fingerprint;
-                    continue;
-                }
-                Some(_) => VarChange::Modified,
-                None if is_start => VarChange::Start,
-                None => VarChange::New,
+            // SAFETY: slot < the code's number of local slots; GIL held; the
+            // value is borrowed from the live frame.
+            unsafe {
+                sink.observe(
+                    py,
+                    &mut top.locals[slot],
+                    slot_value(slots, slot, kind),
+                    name,
+                )
             };
-            match previous {
-                Some(shadow) => {
-                    shadow.object = value as usize;
-                    shadow.fingerprint = fingerprint;
-                    shadow.repr.clear();
-                    shadow.repr.push_str(&self.scratch);
-                }
-                None => {
-                    *previous = Some(Shadow {
-                        object: value as usize,
-                        repr: self.scratch.clone(),
-                        fingerprint,
-                    });
-                }
-            }
-            let value_ref = self.batch.values.push(&self.scratch);
-            // SAFETY: GIL held; borrowed value.
-            let bound = unsafe { Bound::from_borrowed_ptr(py, value) };
-            let type_key = bound.get_type().as_ptr() as usize;
-            let type_name = match self.types.get(&type_key) {
-                Some(&(id, _)) => id,
-                None => {
-                    let t = bound.get_type();
-                    let name = t
-                        .qualname()
-                        .map(|n| n.to_string())
-                        .unwrap_or_else(|_| "?".into());
-                    let id = match self.strings.get(&name) {
-                        Some(&id) => id,
-                        None => {
-                            let id = self.writer.define_string(&name);
-                            self.strings.insert(name, id);
-                            id
-                        }
-                    } + 1;
-                    self.types.insert(type_key, (id, t.into_any().unbind()));
-                    id
-                }
-            };
-            self.batch.push_var(&VarRecord {
-                event: index,
-                name,
-                change: change as u8,
-                value: value_ref,
-                type_name,
-            });
         }
     }
 
@@ -975,6 +937,168 @@ impl Recording {
         self.last_flush_ns = ts;
         let batch = std::mem::take(&mut self.batch);
         self.writer.write_batch(batch).map_err(|e| e.to_string())
+    }
+}
+
+/// Everything needed to record variable changes at one event.
+struct VarSink<'a> {
+    batch: &'a mut EventBatch,
+    scratch: &'a mut String,
+    types: &'a mut FxHashMap<usize, (u32, Py<PyAny>)>,
+    strings: &'a mut FxHashMap<String, u32>,
+    writer: &'a mut TraceWriter,
+    max_repr: usize,
+    index: u32,
+    is_start: bool,
+}
+
+impl VarSink<'_> {
+    fn intern(&mut self, text: &str) -> u32 {
+        if let Some(&id) = self.strings.get(text) {
+            return id;
+        }
+        let id = self.writer.define_string(text);
+        self.strings.insert(text.to_string(), id);
+        id
+    }
+
+    /// Compares `value` (null: unbound) with its last recorded state and
+    /// records the change, if any.
+    ///
+    /// # Safety
+    /// GIL held; `value` null or alive for the call.
+    unsafe fn observe(
+        &mut self,
+        py: Python<'_>,
+        previous: &mut Option<Shadow>,
+        value: *mut ffi::PyObject,
+        name: u32,
+    ) {
+        if value.is_null() {
+            if previous.take().is_some() {
+                self.batch.push_var(&VarRecord {
+                    event: self.index,
+                    name,
+                    change: VarChange::Deleted as u8,
+                    value: 0,
+                    type_name: 0,
+                });
+            }
+            return;
+        }
+        // SAFETY: forwarded from the caller.
+        let fingerprint = unsafe { fingerprint(value, self.max_repr) };
+        if let Some(shadow) = previous.as_ref()
+            && shadow.object == value as usize
+            // SAFETY: as above.
+            && (!unsafe { may_change_in_place(value) } || (fingerprint.is_some() && shadow.fingerprint == fingerprint))
+        {
+            return;
+        }
+        self.scratch.clear();
+        // SAFETY: as above.
+        unsafe { short_repr(value, self.max_repr, self.scratch) };
+        let change = match previous {
+            Some(shadow) if shadow.repr == *self.scratch => {
+                shadow.object = value as usize;
+                shadow.fingerprint = fingerprint;
+                return;
+            }
+            Some(_) => VarChange::Modified,
+            None if self.is_start => VarChange::Start,
+            None => VarChange::New,
+        };
+        match previous {
+            Some(shadow) => {
+                shadow.object = value as usize;
+                shadow.fingerprint = fingerprint;
+                shadow.repr.clear();
+                shadow.repr.push_str(self.scratch);
+            }
+            None => {
+                *previous = Some(Shadow {
+                    object: value as usize,
+                    repr: self.scratch.clone(),
+                    fingerprint,
+                });
+            }
+        }
+        let value_ref = self.batch.values.push(self.scratch);
+        // SAFETY: GIL held; borrowed value.
+        let bound = unsafe { Bound::from_borrowed_ptr(py, value) };
+        let t = bound.get_type();
+        let type_key = t.as_ptr() as usize;
+        let type_name = match self.types.get(&type_key) {
+            Some(&(id, _)) => id,
+            None => {
+                let name = t
+                    .qualname()
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|_| "?".into());
+                let id = self.intern(&name) + 1;
+                self.types.insert(type_key, (id, t.into_any().unbind()));
+                id
+            }
+        };
+        self.batch.push_var(&VarRecord {
+            event: self.index,
+            name,
+            change: change as u8,
+            value: value_ref,
+            type_name,
+        });
+    }
+}
+
+/// Module and class bodies keep their variables in a dict (`f_locals` is
+/// the namespace itself, no copy): every entry is a variable, as PySnooper
+/// shows them.
+///
+/// # Safety
+/// GIL held; `frame` live.
+unsafe fn diff_namespace(
+    py: Python<'_>,
+    sink: &mut VarSink<'_>,
+    top: &mut FrameState,
+    frame: *mut ffi::PyFrameObject,
+) {
+    // SAFETY: forwarded; entries are borrowed from the dict while no code runs.
+    unsafe {
+        let namespace = ffi::PyFrame_GetLocals(frame);
+        if namespace.is_null() {
+            ffi::PyErr_Clear();
+            return;
+        }
+        let Some(shadows) = top.namespace.as_mut() else {
+            ffi::Py_DecRef(namespace);
+            return;
+        };
+        if ffi::PyDict_Check(namespace) != 0 {
+            shadows.generation += 1;
+            let generation = shadows.generation;
+            let mut pos: ffi::Py_ssize_t = 0;
+            let (mut key, mut value) = (std::ptr::null_mut(), std::ptr::null_mut());
+            while ffi::PyDict_Next(namespace, &mut pos, &mut key, &mut value) != 0 {
+                if ffi::PyUnicode_Check(key) == 0 {
+                    continue;
+                }
+                let name = match Bound::from_borrowed_ptr(py, key)
+                    .extract::<std::borrow::Cow<'_, str>>()
+                {
+                    Ok(text) => sink.intern(&text),
+                    Err(_) => continue,
+                };
+                let entry = shadows.vars.entry(name).or_insert((None, generation));
+                entry.1 = generation;
+                sink.observe(py, &mut entry.0, value, name);
+            }
+            for (&name, (shadow, seen)) in shadows.vars.iter_mut() {
+                if *seen != generation {
+                    sink.observe(py, shadow, std::ptr::null_mut(), name);
+                }
+            }
+        }
+        ffi::Py_DecRef(namespace);
     }
 }
 
