@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import re
 import subprocess
 import sys
@@ -137,3 +138,139 @@ def test_no_lines_and_no_vars(tmp_path: Path) -> None:
     assert info["events_by_kind"]["line"] == 0
     assert info["var_changes"] == 0
     assert info["events_by_kind"]["call"] > 0
+
+
+def write_program(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "program.py"
+    path.write_text(text)
+    return path
+
+
+def test_a_forked_child_records_into_its_own_file(tmp_path: Path) -> None:
+    program = write_program(
+        tmp_path,
+        """
+import os, sys
+
+def work(tag):
+    total = sum(range(5))
+    return f"{tag} {total}"
+
+pid = os.fork()
+if pid == 0:
+    print(work("child"), flush=True)
+    sys.exit(0)
+os.waitpid(pid, 0)
+print(work("parent"))
+""",
+    )
+    run = run_cli("record", "-o", tmp_path / "run.clog", program, cwd=tmp_path)
+    assert run.code == 0 and run.out == "child 10\nparent 10\n", run
+    children = list(tmp_path.glob("run.*.clog"))
+    assert len(children) == 1
+    child = chronolog.open(children[0])
+    assert child.check()["clean"]
+    assert child.info()["meta"]["parent_pid"].isdigit()
+    child_calls = [e for e in trace_events(children[0]) if e[:2] == ("work", "call")]
+    parent_calls = [e for e in trace_events(tmp_path / "run.clog") if e[:2] == ("work", "call")]
+    assert len(child_calls) == 1 and len(parent_calls) == 1
+
+
+def test_a_killed_process_leaves_a_readable_trace(tmp_path: Path) -> None:
+    program = write_program(
+        tmp_path,
+        """
+import time
+
+def tick(n):
+    return n + 1
+
+n = 0
+print("started", flush=True)
+while True:
+    n = tick(n)
+    if n % 1000 == 0:
+        time.sleep(0.001)
+""",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chronolog", "record", "-o", str(tmp_path / "k.clog"), str(program)],
+        stdout=subprocess.PIPE,
+        cwd=tmp_path,
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == b"started\n"
+    import time
+
+    time.sleep(0.5)
+    proc.kill()
+    proc.wait(timeout=30)
+    trace = chronolog.open(tmp_path / "k.clog")
+    report = trace.check()
+    assert report["footer"] == "missing" and report["events"] > 1000
+    assert all("ends inside a block" in d for d in report["damage"])
+
+
+def test_chronolog_record_environment_variable(tmp_path: Path) -> None:
+    program = REPO / "fixtures" / "programs" / "basics.py"
+    plain = run_plain(program, tmp_path)
+    env = {**os.environ, "CHRONOLOG_RECORD": str(tmp_path / "env.clog")}
+    done = subprocess.run(
+        [sys.executable, str(program)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=60,
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (
+        plain.returncode,
+        plain.stdout,
+        plain.stderr,
+    )
+    info = chronolog.open(tmp_path / "env.clog").info()
+    assert info["footer"] == "intact" and info["events_by_kind"]["call"] >= 6
+
+
+def test_start_without_stop_is_completed_at_exit(tmp_path: Path) -> None:
+    script = write_program(
+        tmp_path,
+        f"""
+import chronolog
+
+def f(x):
+    return x * 2
+
+chronolog.start({str(tmp_path / "s.clog")!r})
+f(21)
+""",
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert chronolog.open(tmp_path / "s.clog").check()["clean"]
+
+
+def test_an_unwritable_path_warns_once_and_the_program_runs_on(tmp_path: Path) -> None:
+    program = REPO / "fixtures" / "programs" / "basics.py"
+    plain = run_plain(program, tmp_path)
+    run = run_cli("record", "-o", tmp_path / "missing" / "dir" / "t.clog", program, cwd=tmp_path)
+    assert (run.code, run.out) == (plain.returncode, plain.stdout)
+    assert run.err.count("chronolog: not recording") == 1 and "Traceback" not in run.err
+
+
+def test_a_full_disk_stops_recording_with_one_warning(tmp_path: Path) -> None:
+    program = write_program(
+        tmp_path,
+        """
+def f(i):
+    return i * i
+
+total = 0
+for i in range(300_000):
+    total += f(i)
+print(total)
+""",
+    )
+    plain = run_plain(program, tmp_path)
+    run = run_cli("record", "-o", "/dev/full", program, cwd=tmp_path)
+    assert (run.code, run.out) == (plain.returncode, plain.stdout)
+    assert run.err.count("chronolog:") == 1 and "No space left" in run.err, run.err

@@ -152,3 +152,25 @@ def test_a_failing_exception_repr_is_never_called() -> None:
 
     err = Sneaky("x", 1)
     assert safe_repr(err, 0) == "Sneaky('x', 1)"
+
+
+def test_floats_match_repr_everywhere() -> None:
+    import random
+    import struct
+
+    rng = random.Random(7)
+    values = [0.0, -0.0, 1.0, -1.5, 0.1, 1 / 3, 2.0**53, 1e15, 1e16, 1e-4, 1e-5, 123456789.125]
+    values += [
+        5e-324,
+        1.7976931348623157e308,
+        2.2250738585072014e-308,
+        -1e300,
+        9.999999999999999e15,
+    ]
+    values += [rng.uniform(-1e6, 1e6) for _ in range(2000)]
+    values += [
+        struct.unpack("<d", rng.getrandbits(64).to_bytes(8, "little"))[0] for _ in range(5000)
+    ]
+    values += [float(10**k) for k in range(-20, 25)] + [1.5 * 10.0**k for k in range(-20, 25)]
+    for value in values:
+        assert safe_repr(value, 0) == repr(value), value

@@ -8,6 +8,7 @@ for code objects the recorder finds in scope.
 
 from __future__ import annotations
 
+import atexit
 import os
 import platform
 import socket
@@ -139,17 +140,22 @@ class Recording:
                 monitoring.set_local_events(tool, code, local_events)
                 enabled.append(code)
 
-            recorder = _native.Recorder(
-                os.fspath(self.path),
-                self._header(),
-                library_dirs=_library_dirs(),
-                own_dirs=_own_dirs(),
-                disable=monitoring.DISABLE,
-                enable_code=enable_code,
-                on_failure=self._failed,
-                thread_info=_thread_info,
-                **self._options,
-            )
+            try:
+                recorder = _native.Recorder(
+                    os.fspath(self.path),
+                    self._header(),
+                    library_dirs=_library_dirs(),
+                    own_dirs=_own_dirs(),
+                    disable=monitoring.DISABLE,
+                    enable_code=enable_code,
+                    on_failure=self._failed,
+                    thread_info=_thread_info,
+                    **self._options,
+                )
+            except RuntimeError as error:
+                # An unwritable path: one warning, and the program runs on.
+                print(f"chronolog: not recording: {error}", file=sys.stderr)
+                return self
             monitoring.use_tool_id(tool, _TOOL_NAME)
             callbacks = {
                 events.PY_START: recorder.on_start,
@@ -215,6 +221,26 @@ class Recording:
                 _active = None
         return self.summary
 
+    def _fork_child(self) -> None:
+        """In a child after ``fork()``: the parent completes its own file;
+        the child records on into ``OUT.<pid>.clog``."""
+        global _active, _lock
+        _lock = threading.Lock()  # the parent's lock state is meaningless here
+        if self._recorder is not None:
+            self._recorder.abandon()
+            self._recorder = None
+        self._release_tool()
+        _active = None
+        stem = str(self.path)
+        if stem.endswith(".clog"):
+            stem = stem[: -len(".clog")]
+        meta = [*self._meta, ("parent_pid", str(os.getppid()))]
+        child = Recording(f"{stem}.{os.getpid()}.clog", **self._options, meta=meta)
+        try:
+            child.start()
+        except Exception as error:  # the child runs on unrecorded
+            print(f"chronolog: not recording the forked child: {error}", file=sys.stderr)
+
     def __enter__(self) -> Recording:
         return self.start()
 
@@ -225,6 +251,23 @@ class Recording:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _after_fork_in_child() -> None:
+    if _active is not None:
+        _active._fork_child()
+
+
+def _stop_at_exit() -> None:
+    """Completes a recording the program never stopped."""
+    active = _active
+    if active is not None:
+        active.stop()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_stop_at_exit)
 
 
 def record(path: str | os.PathLike[str] = "chronolog.clog", **options: Any) -> Recording:

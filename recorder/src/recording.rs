@@ -149,7 +149,7 @@ enum Hook {
 /// The recorder behind one recording. See the module documentation.
 #[pyclass(module = "chronolog._native", frozen)]
 pub(crate) struct Recorder {
-    state: Mutex<Option<Recording>>,
+    state: Arc<Mutex<Option<Recording>>>,
     disable: Py<PyAny>,
     /// `sys.monitoring.set_local_events`, bound to the tool id and events.
     enable_code: Py<PyAny>,
@@ -236,7 +236,7 @@ impl Recorder {
             vars_readable: true,
         };
         Ok(Recorder {
-            state: Mutex::new(Some(recording)),
+            state: start_flusher(Arc::new(Mutex::new(Some(recording)))),
             disable,
             enable_code,
             on_failure,
@@ -333,6 +333,18 @@ impl Recorder {
             && let Some(recording) = guard.as_mut()
         {
             recording.writer.add_meta(key, value);
+        }
+    }
+
+    /// Forgets the recording without touching its file: for a child process
+    /// after `fork()`, where the writer thread does not exist any more (the
+    /// parent completes the file). Recording goes on in a new file.
+    fn abandon(&self) {
+        if let Ok(mut guard) = self.state.lock()
+            && let Some(recording) = guard.take()
+        {
+            // Dropping it would wait for a writer thread that fork() did not copy.
+            std::mem::forget(recording);
         }
     }
 
@@ -447,6 +459,36 @@ impl Recorder {
         }
         Verdict::Ignore
     }
+}
+
+/// Starts the thread that hands buffered events to the writer when the
+/// program is idle, so that nothing waits in memory longer than ~100 ms
+/// (a killed process loses at most that). It needs the state lock, never the
+/// GIL, and ends when the recording does.
+fn start_flusher(state: Arc<Mutex<Option<Recording>>>) -> Arc<Mutex<Option<Recording>>> {
+    let weak = Arc::downgrade(&state);
+    let spawned = std::thread::Builder::new()
+        .name("chronolog-flush".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                let Some(state) = weak.upgrade() else { return };
+                let Ok(mut guard) = state.lock() else { return };
+                let Some(recording) = guard.as_mut() else {
+                    return;
+                };
+                let now = recording.started.elapsed().as_nanos() as u64;
+                if !recording.batch.is_empty()
+                    && now.saturating_sub(recording.last_flush_ns) >= FLUSH_INTERVAL_NS
+                {
+                    // A failure shows at the next event, which stops recording.
+                    let _ = recording.maybe_flush(now);
+                }
+            }
+        });
+    // Without the thread, events still reach the writer every 100 ms of activity.
+    drop(spawned);
+    state
 }
 
 /// What a callback tells `sys.monitoring`, or what `dispatch` must do next.

@@ -75,6 +75,7 @@ enum Kind {
     True,
     False,
     Int,
+    Float,
     Str,
     Bytes,
     ByteArray,
@@ -104,6 +105,8 @@ unsafe fn kind_of(obj: *mut ffi::PyObject) -> Kind {
             Kind::False
         } else if t == &raw mut ffi::PyLong_Type {
             Kind::Int
+        } else if t == &raw mut ffi::PyFloat_Type {
+            Kind::Float
         } else if t == &raw mut ffi::PyUnicode_Type {
             Kind::Str
         } else if t == &raw mut ffi::PyBytes_Type {
@@ -120,8 +123,7 @@ unsafe fn kind_of(obj: *mut ffi::PyObject) -> Kind {
             Kind::Set
         } else if t == &raw mut ffi::PyFrozenSet_Type {
             Kind::FrozenSet
-        } else if t == &raw mut ffi::PyFloat_Type
-            || t == &raw mut ffi::PyComplex_Type
+        } else if t == &raw mut ffi::PyComplex_Type
             || t == &raw mut ffi::PyRange_Type
             || t == &raw mut ffi::PyFunction_Type
             || t == &raw mut ffi::PyCFunction_Type
@@ -437,6 +439,11 @@ impl Head {
                     }
                     None => self.put(&big_int_repr(obj)),
                 },
+                Kind::Float => {
+                    let mut text = String::with_capacity(24);
+                    push_float(&mut text, ffi::PyFloat_AsDouble(obj));
+                    self.put(&text);
+                }
                 Kind::Str => {
                     let view = StrView::new(obj);
                     let quote = view.quote();
@@ -690,6 +697,61 @@ fn push_int(out: &mut String, value: i64) -> usize {
         out.push(char::from(digit));
     }
     buf.len() - i + usize::from(value < 0)
+}
+
+/// Appends `repr(value)` for a float: the shortest digits that read back
+/// as the same float (as Rust's `{:e}` gives them), laid out as CPython
+/// does — exponent form when the decimal point would sit more than 16
+/// digits right or 4 left of the first digit, else fixed with at least one
+/// decimal (`1e-05`, `1e+16`, `0.0001`, `100.0`).
+pub(crate) fn push_float(out: &mut String, value: f64) {
+    if value.is_nan() {
+        out.push_str("nan");
+        return;
+    }
+    if value.is_infinite() {
+        out.push_str(if value < 0.0 { "-inf" } else { "inf" });
+        return;
+    }
+    let scientific = format!("{value:e}");
+    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    let (negative, mantissa) = match mantissa.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, mantissa),
+    };
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let point = exponent + 1; // digits before the decimal point
+    if negative {
+        out.push('-');
+    }
+    if !(-4 < point && point <= 16) {
+        out.push_str(&digits[..1]);
+        if digits.len() > 1 {
+            out.push('.');
+            out.push_str(&digits[1..]);
+        }
+        out.push_str(&format!(
+            "e{}{:02}",
+            if exponent < 0 { '-' } else { '+' },
+            exponent.abs()
+        ));
+    } else if point <= 0 {
+        out.push_str("0.");
+        out.extend(std::iter::repeat_n('0', (-point) as usize));
+        out.push_str(&digits);
+    } else {
+        let point = point as usize;
+        if digits.len() <= point {
+            out.push_str(&digits);
+            out.extend(std::iter::repeat_n('0', point - digits.len()));
+            out.push_str(".0");
+        } else {
+            out.push_str(&digits[..point]);
+            out.push('.');
+            out.push_str(&digits[point..]);
+        }
+    }
 }
 
 /// Decimal text of an int beyond 64 bits.
