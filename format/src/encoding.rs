@@ -129,33 +129,6 @@ impl<'a> VarintReader<'a> {
     }
 }
 
-/// Applies `encoding`'s transform (identity or zigzag delta) to a stream.
-fn transformed<T: ColumnInt>(values: &[T], delta: bool) -> impl Iterator<Item = u64> + '_ {
-    let mut previous = 0u64;
-    values.iter().map(move |v| {
-        let v = v.to_u64();
-        let out = if delta {
-            zigzag(v.wrapping_sub(previous) as i64)
-        } else {
-            v
-        };
-        previous = v;
-        out
-    })
-}
-
-fn runs(stream: impl Iterator<Item = u64>) -> impl Iterator<Item = (u64, u64)> {
-    let mut stream = stream.peekable();
-    std::iter::from_fn(move || {
-        let value = stream.next()?;
-        let mut length = 1u64;
-        while stream.next_if_eq(&value).is_some() {
-            length += 1;
-        }
-        Some((value, length))
-    })
-}
-
 /// Encoded sizes of `values` under each encoding, in one branch-free pass.
 /// Run lengths are counted as one byte each (exact below 128): long runs are
 /// where run-length encoding wins by far anyway.
@@ -190,15 +163,37 @@ pub(crate) fn encode_ints<T: ColumnInt>(values: &[T], out: &mut Vec<u8>) -> Enco
         .unwrap_or((Encoding::Varint, 0));
     out.reserve(size);
     let delta = matches!(encoding, Encoding::DeltaVarint | Encoding::DeltaRle);
-    let stream = transformed(values, delta);
+    let mut previous = 0u64;
+    let mut next = |v: &T| {
+        let v = v.to_u64();
+        let out = if delta {
+            zigzag(v.wrapping_sub(previous) as i64)
+        } else {
+            v
+        };
+        previous = v;
+        out
+    };
     if matches!(encoding, Encoding::Rle | Encoding::DeltaRle) {
-        for (value, length) in runs(stream) {
+        let mut iter = values.iter();
+        if let Some(first) = iter.next() {
+            let (mut value, mut length) = (next(first), 1u64);
+            for v in iter {
+                let v = next(v);
+                if v == value {
+                    length += 1;
+                } else {
+                    put_varint(out, value);
+                    put_varint(out, length);
+                    (value, length) = (v, 1);
+                }
+            }
             put_varint(out, value);
             put_varint(out, length);
         }
     } else {
-        for value in stream {
-            put_varint(out, value);
+        for v in values {
+            put_varint(out, next(v));
         }
     }
     encoding

@@ -127,8 +127,28 @@ struct Recording {
     /// Exception object address -> its identity, while it propagates.
     exceptions: FxHashMap<usize, u64>,
     sources: rustc_hash::FxHashSet<u32>,
+    /// (code, bytecode offset) -> line, for events that carry an offset.
+    lines: FxHashMap<(usize, i32), u32>,
     scratch: String,
     vars_readable: bool,
+}
+
+/// Where in the code a callback fired: `LINE` gives the line, the other
+/// events a bytecode offset.
+#[derive(Clone, Copy, Debug)]
+enum Site {
+    Line(u32),
+    Offset(i32),
+}
+
+impl Site {
+    fn line(line: i64) -> Site {
+        Site::Line(u32::try_from(line).unwrap_or(0))
+    }
+
+    fn offset(offset: i64) -> Site {
+        Site::Offset(i32::try_from(offset).unwrap_or(0))
+    }
 }
 
 /// Which `sys.monitoring` callback ran.
@@ -232,6 +252,7 @@ impl Recorder {
             suspended: FxHashMap::default(),
             exceptions: FxHashMap::default(),
             sources: Default::default(),
+            lines: FxHashMap::default(),
             scratch: String::new(),
             vars_readable: true,
         };
@@ -245,86 +266,86 @@ impl Recorder {
         })
     }
 
-    fn on_start(&self, py: Python<'_>, code: &Bound<'_, PyAny>, _offset: i64) -> Py<PyAny> {
-        self.dispatch(py, Hook::Start, code, None, 0)
+    fn on_start(&self, py: Python<'_>, code: &Bound<'_, PyAny>, offset: i64) -> Py<PyAny> {
+        self.dispatch(py, Hook::Start, code, None, Site::offset(offset))
     }
 
-    fn on_resume(&self, py: Python<'_>, code: &Bound<'_, PyAny>, _offset: i64) -> Py<PyAny> {
-        self.dispatch(py, Hook::Resume, code, None, 0)
+    fn on_resume(&self, py: Python<'_>, code: &Bound<'_, PyAny>, offset: i64) -> Py<PyAny> {
+        self.dispatch(py, Hook::Resume, code, None, Site::offset(offset))
     }
 
     fn on_throw(
         &self,
         py: Python<'_>,
         code: &Bound<'_, PyAny>,
-        _offset: i64,
+        offset: i64,
         exc: &Bound<'_, PyAny>,
     ) -> Py<PyAny> {
-        self.dispatch(py, Hook::Throw, code, Some(exc), 0)
+        self.dispatch(py, Hook::Throw, code, Some(exc), Site::offset(offset))
     }
 
     fn on_line(&self, py: Python<'_>, code: &Bound<'_, PyAny>, line: i64) -> Py<PyAny> {
-        self.dispatch(py, Hook::Line, code, None, u32::try_from(line).unwrap_or(0))
+        self.dispatch(py, Hook::Line, code, None, Site::line(line))
     }
 
     fn on_return(
         &self,
         py: Python<'_>,
         code: &Bound<'_, PyAny>,
-        _offset: i64,
+        offset: i64,
         value: &Bound<'_, PyAny>,
     ) -> Py<PyAny> {
-        self.dispatch(py, Hook::Return, code, Some(value), 0)
+        self.dispatch(py, Hook::Return, code, Some(value), Site::offset(offset))
     }
 
     fn on_yield(
         &self,
         py: Python<'_>,
         code: &Bound<'_, PyAny>,
-        _offset: i64,
+        offset: i64,
         value: &Bound<'_, PyAny>,
     ) -> Py<PyAny> {
-        self.dispatch(py, Hook::Yield, code, Some(value), 0)
+        self.dispatch(py, Hook::Yield, code, Some(value), Site::offset(offset))
     }
 
     fn on_raise(
         &self,
         py: Python<'_>,
         code: &Bound<'_, PyAny>,
-        _offset: i64,
+        offset: i64,
         exc: &Bound<'_, PyAny>,
     ) -> Py<PyAny> {
-        self.dispatch(py, Hook::Raise, code, Some(exc), 0)
+        self.dispatch(py, Hook::Raise, code, Some(exc), Site::offset(offset))
     }
 
     fn on_reraise(
         &self,
         py: Python<'_>,
         code: &Bound<'_, PyAny>,
-        _offset: i64,
+        offset: i64,
         exc: &Bound<'_, PyAny>,
     ) -> Py<PyAny> {
-        self.dispatch(py, Hook::Reraise, code, Some(exc), 0)
+        self.dispatch(py, Hook::Reraise, code, Some(exc), Site::offset(offset))
     }
 
     fn on_handled(
         &self,
         py: Python<'_>,
         code: &Bound<'_, PyAny>,
-        _offset: i64,
+        offset: i64,
         exc: &Bound<'_, PyAny>,
     ) -> Py<PyAny> {
-        self.dispatch(py, Hook::Handled, code, Some(exc), 0)
+        self.dispatch(py, Hook::Handled, code, Some(exc), Site::offset(offset))
     }
 
     fn on_unwind(
         &self,
         py: Python<'_>,
         code: &Bound<'_, PyAny>,
-        _offset: i64,
+        offset: i64,
         exc: &Bound<'_, PyAny>,
     ) -> Py<PyAny> {
-        self.dispatch(py, Hook::Unwind, code, Some(exc), 0)
+        self.dispatch(py, Hook::Unwind, code, Some(exc), Site::offset(offset))
     }
 
     /// Adds a key/value fact to the trace (exit status, ...).
@@ -390,10 +411,10 @@ impl Recorder {
         hook: Hook,
         code: &Bound<'_, PyAny>,
         arg: Option<&Bound<'_, PyAny>>,
-        line: u32,
+        site: Site,
     ) -> Py<PyAny> {
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let mut verdict = self.with_recording(|r| r.handle(py, hook, code, arg, line))?;
+            let mut verdict = self.with_recording(|r| r.handle(py, hook, code, arg, site))?;
             if let Verdict::NeedThread(ident) = verdict {
                 let (name, native_id) = self
                     .thread_info
@@ -402,7 +423,7 @@ impl Recorder {
                     .unwrap_or_else(|_| (format!("thread-{ident}"), 0));
                 verdict = self.with_recording(|r| {
                     r.add_thread(ident, name, native_id);
-                    r.handle(py, hook, code, arg, line)
+                    r.handle(py, hook, code, arg, site)
                 })?;
             }
             if let Verdict::Enable = verdict {
@@ -516,7 +537,7 @@ impl Recording {
         hook: Hook,
         code: &Bound<'_, PyAny>,
         arg: Option<&Bound<'_, PyAny>>,
-        line: u32,
+        site: Site,
     ) -> Result<Verdict, String> {
         let code_key = code.as_ptr() as usize;
         let in_scope = match self.codes.get(&code_key) {
@@ -549,7 +570,7 @@ impl Recording {
             Hook::Start => {
                 let state = self.new_frame(frame as usize, code_key);
                 self.push_frame(ident, state);
-                self.event(py, ident, EventKind::Call, ts, frame, None, 0, true, 0);
+                self.event(py, ident, EventKind::Call, ts, frame, None, 0, true, site);
             }
             Hook::Resume | Hook::Throw => {
                 let state = match self.suspended.remove(&(frame as usize)) {
@@ -576,12 +597,12 @@ impl Recording {
                     arg.filter(|_| hook == Hook::Throw),
                     exc_id,
                     false,
-                    0,
+                    site,
                 );
             }
             Hook::Line => {
                 self.ensure_top(ident, frame as usize, code_key);
-                self.event(py, ident, EventKind::Line, ts, frame, None, 0, false, line);
+                self.event(py, ident, EventKind::Line, ts, frame, None, 0, false, site);
             }
             Hook::Return | Hook::Yield => {
                 self.ensure_top(ident, frame as usize, code_key);
@@ -590,7 +611,7 @@ impl Recording {
                 } else {
                     EventKind::Yield
                 };
-                self.event(py, ident, kind, ts, frame, arg, 0, false, 0);
+                self.event(py, ident, kind, ts, frame, arg, 0, false, site);
                 let popped = self.threads.get_mut(&ident).and_then(|t| t.stack.pop());
                 if let (Hook::Yield, Some(state)) = (hook, popped) {
                     self.suspended.insert(state.frame, state);
@@ -605,7 +626,7 @@ impl Recording {
                     _ => EventKind::Unwind,
                 };
                 let exc_id = self.exception_id(arg, hook == Hook::Raise);
-                self.event(py, ident, kind, ts, frame, arg, exc_id, false, 0);
+                self.event(py, ident, kind, ts, frame, arg, exc_id, false, site);
                 if hook == Hook::Unwind {
                     if let Some(state) = self.threads.get_mut(&ident).and_then(|t| t.stack.pop()) {
                         self.suspended.remove(&state.frame);
@@ -763,6 +784,26 @@ impl Recording {
         id
     }
 
+    /// The line of bytecode `offset` in the frame's code, from a cache (the
+    /// line table is scanned once per code location).
+    fn line_at(&mut self, frame: *mut ffi::PyFrameObject, offset: i32) -> u32 {
+        // SAFETY: GIL held; the frame is live; the code reference is released.
+        unsafe {
+            let code = ffi::PyFrame_GetCode(frame);
+            let key = (code as usize, offset);
+            let line = match self.lines.get(&key) {
+                Some(&line) => line,
+                None => {
+                    let line = ffi::PyCode_Addr2Line(code, offset).max(0) as u32;
+                    self.lines.insert(key, line);
+                    line
+                }
+            };
+            ffi::Py_DecRef(code.cast());
+            line
+        }
+    }
+
     fn new_frame(&mut self, frame: usize, code: usize) -> FrameState {
         let frame_id = self.next_frame;
         self.next_frame += 1;
@@ -837,7 +878,7 @@ impl Recording {
         arg: Option<&Bound<'_, PyAny>>,
         exc_id: u64,
         is_start: bool,
-        line: u32,
+        site: Site,
     ) {
         let Some(thread) = self.threads.get(&ident) else {
             return;
@@ -851,14 +892,11 @@ impl Recording {
         if kind == EventKind::Line && !self.options.lines {
             return;
         }
-        let line = if line > 0 {
-            line
-        } else if self.options.lines || kind == EventKind::Call {
+        let line = match site {
+            Site::Line(line) => line,
             // The last line event of the frame: where it returns, raises or yields.
-            top.line
-        } else {
-            // SAFETY: GIL held; `frame` is the live frame of this callback.
-            (unsafe { ffi::PyFrame_GetLineNumber(frame) }).max(0) as u32
+            _ if kind == EventKind::Call || self.options.lines => top.line,
+            Site::Offset(offset) => self.line_at(frame, offset),
         };
         if let Some(top) = self
             .threads
