@@ -1200,53 +1200,109 @@ unsafe fn may_change_in_place(value: *mut ffi::PyObject) -> bool {
     }
 }
 
-/// For a list or tuple whose visible items all have identity-fixed reprs:
-/// a hash of its length and the identities of the items that can show in
-/// its cut repr (the first and last `max_repr / 3 + 2`; items in the middle
-/// are cut out of the repr). Equal fingerprints of the same object mean an
-/// equal repr, so the repr is not rendered again. `None` otherwise.
+/// A hash of everything a container's repr is made of — the identities of
+/// its items, recursively through nested lists, tuples, dicts and sets, and
+/// their lengths — when that is at most `2 * max_repr + 16` objects (a repr
+/// cut to `max_repr` characters cannot show more). Immutable scalars and
+/// objects shown as `<Type object at 0x…>` have reprs fixed by their
+/// identity, so equal fingerprints of the same object mean an equal repr and
+/// the repr is not rendered again. `None` for anything else (a bytearray,
+/// an exception, a container too large to summarise): it is rendered.
 ///
 /// # Safety
 /// GIL held, `value` valid.
 unsafe fn fingerprint(value: *mut ffi::PyObject, max_repr: usize) -> Option<u64> {
-    // SAFETY: items are borrowed from a list or tuple while no code runs.
+    let mut budget = if max_repr == 0 {
+        1024
+    } else {
+        2 * max_repr + 16
+    };
+    let mut hash = 0x9e37_79b9_7f4a_7c15u64;
+    // SAFETY: forwarded.
+    let complete = unsafe { fingerprint_into(value, &mut budget, &mut hash, 0) };
+    // Only containers need it: scalars are compared by identity alone.
+    // SAFETY: as above.
+    (complete && unsafe { may_change_in_place(value) }).then_some(hash)
+}
+
+fn mix(hash: &mut u64, word: u64) {
+    *hash = (hash.rotate_left(5) ^ word).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+}
+
+/// # Safety
+/// GIL held, `value` valid.
+unsafe fn fingerprint_into(
+    value: *mut ffi::PyObject,
+    budget: &mut usize,
+    hash: &mut u64,
+    depth: usize,
+) -> bool {
+    if *budget == 0 || depth > 32 {
+        return false;
+    }
+    *budget -= 1;
+    mix(hash, value as u64);
+    // SAFETY: items are borrowed from their containers while no code runs.
     unsafe {
         let t = ffi::Py_TYPE(value);
-        let tuple = t == &raw mut ffi::PyTuple_Type;
-        if !tuple && t != &raw mut ffi::PyList_Type {
-            return None;
-        }
-        let len = if tuple {
-            ffi::PyTuple_Size(value)
-        } else {
-            ffi::PyList_Size(value)
-        }
-        .max(0) as usize;
-        let edge = if max_repr == 0 {
-            usize::MAX
-        } else {
-            max_repr / 3 + 2
-        };
-        if max_repr == 0 && len > 1024 {
-            return None;
-        }
-        let item = |i: usize| {
-            if tuple {
-                ffi::PyTuple_GetItem(value, i as ffi::Py_ssize_t)
+        if t == &raw mut ffi::PyList_Type || t == &raw mut ffi::PyTuple_Type {
+            let tuple = t == &raw mut ffi::PyTuple_Type;
+            let len = if tuple {
+                ffi::PyTuple_Size(value)
             } else {
-                ffi::PyList_GetItem(value, i as ffi::Py_ssize_t)
+                ffi::PyList_Size(value)
             }
-        };
-        let mut hash = (len as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let visible = (0..len.min(edge)).chain(len.saturating_sub(edge).max(len.min(edge))..len);
-        for i in visible {
-            let object = item(i);
-            if object.is_null() || !crate::repr::repr_fixed_by_identity(object) {
-                return None;
+            .max(0);
+            mix(hash, len as u64);
+            for i in 0..len {
+                let item = if tuple {
+                    ffi::PyTuple_GetItem(value, i)
+                } else {
+                    ffi::PyList_GetItem(value, i)
+                };
+                if item.is_null() || !fingerprint_into(item, budget, hash, depth + 1) {
+                    return false;
+                }
             }
-            hash = (hash.rotate_left(5) ^ object as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            true
+        } else if t == &raw mut ffi::PyDict_Type {
+            mix(hash, ffi::PyDict_Size(value) as u64);
+            let mut pos: ffi::Py_ssize_t = 0;
+            let (mut key, mut item) = (std::ptr::null_mut(), std::ptr::null_mut());
+            while ffi::PyDict_Next(value, &mut pos, &mut key, &mut item) != 0 {
+                if !fingerprint_into(key, budget, hash, depth + 1)
+                    || !fingerprint_into(item, budget, hash, depth + 1)
+                {
+                    return false;
+                }
+            }
+            true
+        } else if t == &raw mut ffi::PySet_Type || t == &raw mut ffi::PyFrozenSet_Type {
+            let len = ffi::PySet_Size(value).max(0) as usize;
+            if len > *budget {
+                return false;
+            }
+            mix(hash, len as u64);
+            let iter = ffi::PyObject_GetIter(value);
+            if iter.is_null() {
+                ffi::PyErr_Clear();
+                return false;
+            }
+            let mut complete = true;
+            loop {
+                let item = ffi::PyIter_Next(iter);
+                if item.is_null() {
+                    break;
+                }
+                complete = complete && fingerprint_into(item, budget, hash, depth + 1);
+                ffi::Py_DecRef(item);
+            }
+            ffi::Py_DecRef(iter);
+            ffi::PyErr_Clear();
+            complete
+        } else {
+            crate::repr::repr_fixed_by_identity(value)
         }
-        Some(hash)
     }
 }
 

@@ -713,14 +713,30 @@ pub(crate) fn push_float(out: &mut String, value: f64) {
         out.push_str(if value < 0.0 { "-inf" } else { "inf" });
         return;
     }
-    let scientific = format!("{value:e}");
-    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
+    // The shortest round-trip digits, formatted on the stack.
+    let mut buf = [0u8; 32];
+    let scientific = {
+        use std::io::Write;
+        let mut cursor = std::io::Cursor::new(&mut buf[..]);
+        let _ = write!(cursor, "{value:e}");
+        let len = cursor.position() as usize;
+        std::str::from_utf8(&buf[..len]).unwrap_or("0e0")
+    };
+    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((scientific, "0"));
     let exponent: i32 = exponent.parse().unwrap_or(0);
     let (negative, mantissa) = match mantissa.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, mantissa),
     };
-    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let mut digit_buf = [0u8; 24];
+    let mut n = 0;
+    for b in mantissa.bytes().filter(u8::is_ascii_digit) {
+        if n < digit_buf.len() {
+            digit_buf[n] = b;
+            n += 1;
+        }
+    }
+    let digits = std::str::from_utf8(&digit_buf[..n]).unwrap_or("0");
     let point = exponent + 1; // digits before the decimal point
     if negative {
         out.push('-');
@@ -739,11 +755,11 @@ pub(crate) fn push_float(out: &mut String, value: f64) {
     } else if point <= 0 {
         out.push_str("0.");
         out.extend(std::iter::repeat_n('0', (-point) as usize));
-        out.push_str(&digits);
+        out.push_str(digits);
     } else {
         let point = point as usize;
         if digits.len() <= point {
-            out.push_str(&digits);
+            out.push_str(digits);
             out.extend(std::iter::repeat_n('0', point - digits.len()));
             out.push_str(".0");
         } else {
