@@ -540,11 +540,17 @@ impl Recording {
         site: Site,
     ) -> Result<Verdict, String> {
         let code_key = code.as_ptr() as usize;
-        let in_scope = match self.codes.get(&code_key) {
-            Some(entry) => entry.state.is_some(),
-            None => self.register_code(py, code)?,
+        let code_id = match self.codes.get(&code_key) {
+            Some(entry) => entry.state.as_ref().map(|s| s.id),
+            None => {
+                self.register_code(py, code)?;
+                self.codes
+                    .get(&code_key)
+                    .and_then(|e| e.state.as_ref())
+                    .map(|s| s.id)
+            }
         };
-        if !in_scope {
+        let Some(code_id) = code_id else {
             // Only local events can be disabled; exception events are global.
             return Ok(match hook {
                 Hook::Start | Hook::Resume | Hook::Line | Hook::Return | Hook::Yield => {
@@ -552,9 +558,6 @@ impl Recording {
                 }
                 _ => Verdict::Ignore,
             });
-        }
-        let Some(frame) = current_frame() else {
-            return Ok(Verdict::Ignore);
         };
         // SAFETY: GIL held; the thread ident is a plain number.
         #[allow(
@@ -562,9 +565,26 @@ impl Recording {
             reason = "c_ulong is 32 bits on some platforms"
         )]
         let ident = u64::from(unsafe { ffi::PyThread_get_thread_ident() });
-        if !self.threads.contains_key(&ident) {
+        let Some(thread) = self.threads.get(&ident) else {
             return Ok(Verdict::NeedThread(ident));
-        }
+        };
+        // A line event runs in the thread's innermost recorded frame: when
+        // that frame runs this code and no locals are read, the frame object
+        // is not needed (getting it costs as much as the rest of the event).
+        let frame_known = hook == Hook::Line
+            && !(self.options.vars && self.vars_readable)
+            && thread
+                .stack
+                .last()
+                .is_some_and(|top| top.code_id == code_id);
+        let frame = if frame_known {
+            std::ptr::null_mut()
+        } else {
+            match current_frame() {
+                Some(frame) => frame,
+                None => return Ok(Verdict::Ignore),
+            }
+        };
         let ts = self.started.elapsed().as_nanos() as u64;
         match hook {
             Hook::Start => {
@@ -601,7 +621,9 @@ impl Recording {
                 );
             }
             Hook::Line => {
-                self.ensure_top(ident, frame as usize, code_key);
+                if !frame_known {
+                    self.ensure_top(ident, frame as usize, code_key);
+                }
                 self.event(py, ident, EventKind::Line, ts, frame, None, 0, false, site);
             }
             Hook::Return | Hook::Yield => {
