@@ -174,3 +174,23 @@ def test_floats_match_repr_everywhere() -> None:
     values += [float(10**k) for k in range(-20, 25)] + [1.5 * 10.0**k for k in range(-20, 25)]
     for value in values:
         assert safe_repr(value, 0) == repr(value), value
+
+
+def test_modules_generators_and_coroutines_match_repr() -> None:
+    import asyncio
+    import json
+    import os
+    import sys
+
+    def numbers():
+        yield 1
+
+    async def later():
+        return 1
+
+    gen, coro = numbers(), later()
+    try:
+        for value in (json, os, sys, asyncio, gen, coro, str.join):
+            assert safe_repr(value, 0) == repr(value)
+    finally:
+        coro.close()

@@ -88,6 +88,9 @@ enum Kind {
     CRepr,
     /// An exception whose class keeps `BaseException.__repr__`.
     Exception,
+    /// A module: its repr is computed by importlib's Python code, so it is
+    /// composed here from the module's dict.
+    Module,
     Other,
 }
 
@@ -123,11 +126,17 @@ unsafe fn kind_of(obj: *mut ffi::PyObject) -> Kind {
             Kind::Set
         } else if t == &raw mut ffi::PyFrozenSet_Type {
             Kind::FrozenSet
+        } else if t == &raw mut ffi::PyModule_Type {
+            Kind::Module
         } else if t == &raw mut ffi::PyComplex_Type
             || t == &raw mut ffi::PyRange_Type
             || t == &raw mut ffi::PyFunction_Type
             || t == &raw mut ffi::PyCFunction_Type
             || t == &raw mut ffi::PyType_Type
+            || t == &raw mut ffi::PyGen_Type
+            || t == &raw mut ffi::PyCoro_Type
+            || t == &raw mut ffi::PyAsyncGen_Type
+            || t == &raw mut ffi::PyMethodDescr_Type
             || obj == ffi::Py_Ellipsis()
             || obj == ffi::Py_NotImplemented()
         {
@@ -233,6 +242,70 @@ unsafe fn object_form(obj: *mut ffi::PyObject) -> String {
             ffi::Py_DecRef(qualname);
         }
         format!("<{name} object at {obj:p}>")
+    }
+}
+
+/// `<module 'name' from 'file'>`, `<module 'name' (built-in)>` or
+/// `<module 'name' (frozen)>`, as importlib renders them, from the module's
+/// dict and its spec's dict (no attribute hooks run).
+///
+/// # Safety
+/// GIL held, `obj` an exact module.
+unsafe fn module_repr(obj: *mut ffi::PyObject) -> String {
+    // SAFETY: borrowed dict entries; no user code.
+    unsafe {
+        let dict = ffi::PyModule_GetDict(obj);
+        let text = |d: *mut ffi::PyObject, key: &std::ffi::CStr| -> Option<String> {
+            if d.is_null() || ffi::PyDict_Check(d) == 0 {
+                return None;
+            }
+            let value = ffi::PyDict_GetItemString(d, key.as_ptr());
+            (!value.is_null() && type_of(value) == &raw mut ffi::PyUnicode_Type)
+                .then(|| str_contents(value).map(str::to_string))
+                .flatten()
+        };
+        let name = text(dict, c"__name__").unwrap_or_else(|| "?".into());
+        let quoted = |s: &str| {
+            let mut out = String::new();
+            let quote = quote_for(s.contains('\''), s.contains('"'));
+            out.push(quote);
+            for c in s.chars() {
+                escape_char(c, quote, &mut out);
+            }
+            out.push(quote);
+            out
+        };
+        let spec = if dict.is_null() {
+            ptr::null_mut()
+        } else {
+            ffi::PyDict_GetItemString(dict, c"__spec__".as_ptr())
+        };
+        let spec_dict = if spec.is_null() || spec == ffi::Py_None() {
+            ptr::null_mut()
+        } else {
+            ffi::PyObject_GenericGetDict(spec, ptr::null_mut())
+        };
+        if spec_dict.is_null() {
+            ffi::PyErr_Clear();
+        }
+        // importlib: a spec with a location shows `from ORIGIN`, one without
+        // shows `(ORIGIN)` (built-in, frozen); without a spec, `__file__`.
+        let origin = text(spec_dict, c"origin");
+        let has_location = !spec_dict.is_null() && {
+            let flag = ffi::PyDict_GetItemString(spec_dict, c"_set_fileattr".as_ptr());
+            flag == ffi::Py_True()
+        };
+        if !spec_dict.is_null() {
+            ffi::Py_DecRef(spec_dict);
+        }
+        match (origin, has_location) {
+            (Some(origin), true) => format!("<module {} from {}>", quoted(&name), quoted(&origin)),
+            (Some(origin), false) => format!("<module {} ({origin})>", quoted(&name)),
+            (None, _) => match text(dict, c"__file__") {
+                Some(file) => format!("<module {} from {}>", quoted(&name), quoted(&file)),
+                None => format!("<module {}>", quoted(&name)),
+            },
+        }
     }
 }
 
@@ -496,6 +569,7 @@ impl Head {
                     None => self.put(&object_form(obj)),
                 },
                 Kind::Exception => self.exception(obj),
+                Kind::Module => self.put(&module_repr(obj)),
                 Kind::Other => self.put(&object_form(obj)),
             }
         }
