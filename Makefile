@@ -44,7 +44,7 @@ test-python: ## build a wheel per CPython present and run pytest against it
 	  version=$$1; python=$$2; shift 2; venv=$(BUILD)/venv-$$version; \
 	  echo "== CPython $$version ($$python)"; \
 	  [ -x $$venv/bin/python ] || $$python -m venv $$venv; \
-	  $$venv/bin/pip install --quiet --upgrade pip maturin pytest; \
+	  $$venv/bin/pip install --quiet --upgrade pip maturin pytest pysnooper; \
 	  rm -rf $(BUILD)/wheels/$$version; \
 	  $$venv/bin/maturin build --quiet --release --interpreter $$venv/bin/python --out $(BUILD)/wheels/$$version; \
 	  $$venv/bin/pip install --quiet --force-reinstall --no-deps $(BUILD)/wheels/$$version/*.whl; \
