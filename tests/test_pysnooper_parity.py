@@ -18,12 +18,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_cli
 
 import chronolog
+from conftest import REPO, run_cli
 
 pysnooper = pytest.importorskip("pysnooper")
-pytestmark = pytest.mark.skipif(sys.version_info < (3, 12), reason="the 3.11 backend is not built yet")
+pytestmark = pytest.mark.skipif(
+    sys.version_info < (3, 12), reason="the 3.11 backend is not built yet"
+)
 
 SNOOP = """
 import runpy, sys, pysnooper
