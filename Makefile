@@ -54,6 +54,9 @@ test-python: ## build a wheel per CPython present and run pytest against it
 lint: ## rustfmt, clippy (warnings are errors) and ruff
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --quiet -- -D warnings
+	@# The recorder compiles per CPython version (3.11 backend vs 3.12+): lint the 3.12+ one too.
+	@py312=$$(scripts/pythons.sh | awk '$$1 == "3.12" { print $$2 }'); \
+	if [ -n "$$py312" ]; then PYO3_PYTHON=$$py312 cargo clippy -p chronolog-recorder --all-targets --quiet -- -D warnings; fi
 	@[ -x $(BUILD)/venv-lint/bin/ruff ] || { $(PYTHON) -m venv $(BUILD)/venv-lint && $(BUILD)/venv-lint/bin/pip install --quiet ruff; }
 	$(BUILD)/venv-lint/bin/ruff check python tests scripts
 	$(BUILD)/venv-lint/bin/ruff format --check python tests scripts

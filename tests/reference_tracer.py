@@ -1,28 +1,38 @@
-"""A pure-Python sys.monitoring tracer: the reference the recorder's event
-counts are checked against.
+"""A pure-Python tracer: the reference the recorder's event counts are
+checked against.
 
     python reference_tracer.py OUT.json PROGRAM [ARGS...]
 
 Runs PROGRAM as `python PROGRAM ARGS` would and writes, for every code object
 of PROGRAM's file, how many events of each kind CPython reported, keyed
 "qualname kind". Kinds are named as in chronolog's traces.
+
+On 3.12+ it counts sys.monitoring's events. On 3.11 it uses sys.settrace and
+the rules docs/recording.md gives for that backend: a `call` into a
+suspended generator is a resume; a `return` is an unwind while an exception
+is pending in the frame, else a yield at YIELD_VALUE, a return at
+RETURN_VALUE and an unwind anywhere else; an `exception` is a
+raise; an exception is handled when its frame runs a line after it, and
+re-raised when that frame then unwinds.
 """
 
 from __future__ import annotations
 
 import collections
+import dis
 import json
 import os
 import runpy
 import sys
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
 
 TOOL = 4
 
 
-def main() -> int:
-    out, program, *args = sys.argv[1:]
-    program = os.path.abspath(program)
-    counts: collections.Counter[str] = collections.Counter()
+def monitoring_counter(program: str, counts: collections.Counter[str]) -> Callable[[], None]:
+    """Starts counting sys.monitoring's events; returns the function that stops."""
     monitoring = sys.monitoring
     events = monitoring.events
 
@@ -51,10 +61,75 @@ def main() -> int:
     all_events = 0
     for event in hooks:
         all_events |= event
+    monitoring.set_events(TOOL, all_events)
+
+    def stop() -> None:
+        monitoring.set_events(TOOL, 0)
+        monitoring.free_tool_id(TOOL)
+
+    return stop
+
+
+def settrace_counter(program: str, counts: collections.Counter[str]) -> Callable[[], None]:
+    """Starts counting events derived from sys.settrace's (3.11)."""
+    opcodes = {dis.opmap["YIELD_VALUE"]: "yield", dis.opmap["RETURN_VALUE"]: "return"}
+    suspended: set[FrameType] = set()
+    pending: dict[FrameType, list[Any]] = {}  # frame -> [exception, handled]
+
+    def count(frame: FrameType, kind: str) -> None:
+        counts[f"{frame.f_code.co_qualname} {kind}"] += 1
+
+    def tracer(frame: FrameType, event: str, arg: Any) -> Any:
+        if frame.f_code.co_filename != program:
+            return None
+        if event == "call":
+            count(frame, "resume" if frame in suspended else "call")
+            suspended.discard(frame)
+        elif event == "line":
+            exception = pending.get(frame)
+            if exception and not exception[1]:
+                count(frame, "handled")
+                exception[1] = True
+            count(frame, "line")
+        elif event == "exception":
+            count(frame, "raise")
+            pending[frame] = [arg[1], False]
+        elif event == "return":
+            exception = pending.pop(frame, None)
+            if exception and not exception[1]:
+                kind = "unwind"  # e.g. thrown in at a yield: f_lasti still points at it
+            else:
+                kind = opcodes.get(frame.f_code.co_code[frame.f_lasti], "unwind")
+            if kind == "unwind" and exception and exception[1]:
+                count(frame, "reraise")
+            count(frame, kind)
+            if kind == "yield":
+                suspended.add(frame)
+        return tracer
+
+    import threading
+
+    threading.settrace(tracer)
+    sys.settrace(tracer)
+
+    def stop() -> None:
+        sys.settrace(None)
+        threading.settrace(None)  # type: ignore[arg-type]
+
+    return stop
+
+
+def main() -> int:
+    out, program, *args = sys.argv[1:]
+    program = os.path.abspath(program)
+    counts: collections.Counter[str] = collections.Counter()
     sys.argv = [program, *args]
     sys.path[0] = os.path.dirname(program)
     status = 0
-    monitoring.set_events(TOOL, all_events)
+    if sys.version_info >= (3, 12):
+        stop = monitoring_counter(program, counts)
+    else:
+        stop = settrace_counter(program, counts)
     try:
         runpy.run_path(program, run_name="__main__")
     except SystemExit as exit:
@@ -62,8 +137,7 @@ def main() -> int:
     except BaseException:  # the program's own uncaught exception
         status = 1
     finally:
-        monitoring.set_events(TOOL, 0)
-        monitoring.free_tool_id(TOOL)
+        stop()
         with open(out, "w") as f:
             json.dump(dict(sorted(counts.items())), f, indent=1)
     return status

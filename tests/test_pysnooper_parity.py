@@ -23,9 +23,6 @@ import chronolog
 from conftest import REPO, run_cli
 
 pysnooper = pytest.importorskip("pysnooper")
-pytestmark = pytest.mark.skipif(
-    sys.version_info < (3, 12), reason="the 3.11 backend is not built yet"
-)
 
 SNOOP = """
 import runpy, sys, pysnooper

@@ -1,9 +1,9 @@
 """Starting and stopping a recording (the Python side of the recorder).
 
-The native :class:`chronolog._native.Recorder` does the work; this module
-wires it to ``sys.monitoring`` (CPython 3.12+): the ``PY_START`` and exception
-events globally, ``LINE`` / ``PY_RETURN`` / ``PY_YIELD`` / ``PY_RESUME`` only
-for code objects the recorder finds in scope.
+The native :class:`chronolog._native.Recorder` does the work, including
+hooking into CPython (``sys.monitoring`` on 3.12+, the C trace hook on 3.11);
+this module holds the options, the one active recording, ``fork()`` and exit
+handling.
 """
 
 from __future__ import annotations
@@ -18,12 +18,11 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from types import CodeType, TracebackType
+from types import TracebackType
 from typing import Any
 
 from chronolog import _native
 
-_TOOL_NAME = "chronolog"
 _lock = threading.Lock()
 _active: Recording | None = None
 
@@ -52,14 +51,6 @@ def _own_dirs() -> list[str]:
     return sorted({here, os.path.realpath(here)})
 
 
-def _free_tool_id() -> int:
-    monitoring = sys.monitoring  # type: ignore[attr-defined]
-    for tool in (monitoring.PROFILER_ID, 3, 4, monitoring.DEBUGGER_ID):
-        if monitoring.get_tool(tool) is None:
-            return tool
-    raise RuntimeError("chronolog: every sys.monitoring tool id is taken")
-
-
 def _thread_info() -> tuple[str, int]:
     current = threading.current_thread()
     return current.name, current.native_id or 0
@@ -81,10 +72,6 @@ class Recording:
         unsafe_repr: bool = False,
         meta: Sequence[tuple[str, str]] = (),
     ) -> None:
-        if sys.version_info < (3, 12):
-            raise NotImplementedError(
-                "chronolog: recording on CPython 3.11 (the trace-hook backend) is not available yet"
-            )
         if unsafe_repr:
             raise NotImplementedError("chronolog: unsafe_repr is not available yet")
         self.path = Path(path)
@@ -98,9 +85,6 @@ class Recording:
         }
         self._meta = list(meta)
         self._recorder: _native.Recorder | None = None
-        self._tool: int | None = None
-        self._enabled_codes: list[CodeType] = []
-        self._callbacks: list[int] = []
         self.summary: dict[str, Any] | None = None
 
     @staticmethod
@@ -117,7 +101,6 @@ class Recording:
             ("host", socket.gethostname()),
             ("cwd", os.getcwd()),
             ("start_time", time.strftime("%Y-%m-%dT%H:%M:%S%z")),
-            ("backend", "sys.monitoring"),
             ("options", options),
             *self._meta,
         ]
@@ -127,81 +110,34 @@ class Recording:
         with _lock:
             if _active is not None:
                 raise RuntimeError(f"chronolog: already recording to {_active.path}")
-            monitoring = sys.monitoring  # type: ignore[attr-defined]
-            events = monitoring.events
-            tool = _free_tool_id()
-            local_events = events.LINE | events.PY_RETURN | events.PY_YIELD | events.PY_RESUME
-            if not self._options["lines"]:
-                local_events &= ~events.LINE
-
-            enabled = self._enabled_codes
-
-            def enable_code(code: CodeType) -> None:
-                monitoring.set_local_events(tool, code, local_events)
-                enabled.append(code)
-
             try:
                 recorder = _native.Recorder(
                     os.fspath(self.path),
                     self._header(),
                     library_dirs=_library_dirs(),
                     own_dirs=_own_dirs(),
-                    disable=monitoring.DISABLE,
-                    enable_code=enable_code,
                     on_failure=self._failed,
                     thread_info=_thread_info,
                     **self._options,
                 )
             except RuntimeError as error:
-                # An unwritable path: one warning, and the program runs on.
+                # An unwritable path, an unsupported interpreter: one warning,
+                # and the program runs on.
                 print(f"chronolog: not recording: {error}", file=sys.stderr)
                 return self
-            monitoring.use_tool_id(tool, _TOOL_NAME)
-            callbacks = {
-                events.PY_START: recorder.on_start,
-                events.PY_RESUME: recorder.on_resume,
-                events.PY_THROW: recorder.on_throw,
-                events.LINE: recorder.on_line,
-                events.PY_RETURN: recorder.on_return,
-                events.PY_YIELD: recorder.on_yield,
-                events.RAISE: recorder.on_raise,
-                events.RERAISE: recorder.on_reraise,
-                events.EXCEPTION_HANDLED: recorder.on_handled,
-                events.PY_UNWIND: recorder.on_unwind,
-            }
-            for event, callback in callbacks.items():
-                monitoring.register_callback(tool, event, callback)
-            self._callbacks = list(callbacks)
-            monitoring.set_events(
-                tool,
-                events.PY_START
-                | events.PY_THROW
-                | events.RAISE
-                | events.RERAISE
-                | events.EXCEPTION_HANDLED
-                | events.PY_UNWIND,
-            )
-            self._recorder, self._tool = recorder, tool
+            try:
+                recorder.install()
+            except Exception as error:  # the program must run on, unrecorded
+                recorder.stop()
+                print(f"chronolog: not recording: {error}", file=sys.stderr)
+                return self
+            self._recorder = recorder
             _active = self
         return self
-
-    def _release_tool(self) -> None:
-        if self._tool is None:
-            return
-        monitoring = sys.monitoring  # type: ignore[attr-defined]
-        tool, self._tool = self._tool, None
-        monitoring.set_events(tool, 0)
-        for code in self._enabled_codes:
-            monitoring.set_local_events(tool, code, 0)
-        self._enabled_codes.clear()
-        for event in self._callbacks:
-            monitoring.register_callback(tool, event, None)
-        monitoring.free_tool_id(tool)
 
     def _failed(self, message: str) -> None:
         """Called by the recorder when it had to stop: warn once, carry on."""
         print(message, file=sys.stderr)
-        self._release_tool()
 
     def add_meta(self, key: str, value: str) -> None:
         """Stores a key/value fact in the trace (``meta`` table)."""
@@ -214,7 +150,6 @@ class Recording:
         with _lock:
             if self._recorder is None:
                 return self.summary
-            self._release_tool()
             self.summary = self._recorder.stop()
             self._recorder = None
             if _active is self:
@@ -229,7 +164,6 @@ class Recording:
         if self._recorder is not None:
             self._recorder.abandon()
             self._recorder = None
-        self._release_tool()
         _active = None
         stem = str(self.path)
         if stem.endswith(".clog"):

@@ -1,30 +1,67 @@
-//! Reading a frame's local variables without building `f_locals`.
+//! Reading CPython's interpreter frames directly, without frame objects.
 //!
-//! `frame.f_locals` copies every local into a dict (3.12) or builds a proxy
-//! (3.13) on each access; per line that alone costs several times CPython's
-//! own dispatch. The recorder instead reads the frame's `localsplus` array —
-//! the slots CPython itself uses — directly, at fixed offsets of CPython's
-//! internal frame layout on 3.12 and 3.13 (64-bit):
+//! `PyEval_GetFrame` creates a `PyFrameObject` for every frame it is asked
+//! about (an allocation per call), and `frame.f_locals` copies every local
+//! into a dict (3.12) or builds a proxy (3.13) on each access: per event that
+//! costs several times CPython's own dispatch. The recorder instead reads the
+//! structures CPython itself runs on — the thread's current
+//! `_PyInterpreterFrame` and its `localsplus` slots — at fixed offsets of
+//! each supported version's layout (64-bit):
 //!
 //! ```text
-//! PyFrameObject        { ob_refcnt, ob_type, f_back, f_frame: *_PyInterpreterFrame, ... }   f_frame at 24
-//! _PyInterpreterFrame  { f_code|f_executable, previous, f_funcobj, f_globals, f_builtins,
-//!                        f_locals, frame_obj, instr_ptr, stacktop: i32, return_offset: u16,
-//!                        owner: i8, localsplus[] }                                          localsplus at 72
+//!                      code  previous  globals  locals  localsplus   current frame
+//! 3.11 (trace hook)     32      48        8       24        72       given as a PyFrameObject (f_frame at 24)
+//! 3.12                   0       8       24       40        72       *(*(tstate + 56))   (tstate->cframe->current_frame)
+//! 3.13                   0       8       24       40        72       *(tstate + 72)      (tstate->current_frame)
 //! ```
 //!
-//! Those offsets are checked at run time against `PyFrame_GetCode` on every
-//! frame the recorder reads (the code pointer sits at offset 0 of the
-//! interpreter frame on both versions); if a build of CPython disagrees,
-//! variable recording turns itself off with a warning instead of reading
-//! garbage. Slot order is `co_varnames`, then the cell variables that are not
-//! arguments, then `co_freevars`; a cell slot holds a cell object whose
-//! contents are the variable's value.
+//! [`Layout::detect`] checks every offset against the public API on a live
+//! frame before recording starts, and every event checks that the frame it
+//! reads runs the code object the event is about; a build that disagrees
+//! (a debug or free-threaded build, a future version) is refused with a
+//! clear message instead of read as garbage. Slot order is `co_varnames`,
+//! then the cell variables that are not arguments, then `co_freevars`; a
+//! cell slot holds a cell whose contents are the variable's value.
 
 use pyo3::ffi;
 
-const FRAME_INTERPRETER_FRAME_OFFSET: usize = 24;
-const INTERPRETER_FRAME_LOCALSPLUS_OFFSET: usize = 72;
+/// A `_PyInterpreterFrame` (opaque; read through a [`Layout`]).
+pub(crate) type InterpreterFrame = *const u8;
+
+/// `_PyInterpreterFrame.owner` on 3.12 and 3.13, and its value for the
+/// C-stack entry frames CPython puts between Python frames (their other
+/// fields are not all set).
+#[cfg(Py_3_12)]
+const OWNER_OFFSET: usize = 70;
+#[cfg(Py_3_12)]
+const FRAME_OWNED_BY_CSTACK: u8 = 3;
+/// `PyFrameObject.f_frame` on 3.11–3.13.
+const FRAME_OBJECT_INTERPRETER_FRAME: usize = 24;
+/// `PyFrameObject.f_trace_lines` on 3.11.
+pub(crate) const FRAME_OBJECT_TRACE_LINES_311: usize = 44;
+
+/// Where the thread state keeps the current frame.
+#[derive(Clone, Copy, Debug)]
+enum CurrentFrame {
+    /// 3.11: frames come with each trace-hook call.
+    FromHook,
+    /// 3.12: `tstate->cframe->current_frame`.
+    ThroughCFrame(usize),
+    /// 3.13: `tstate->current_frame`.
+    Direct(usize),
+}
+
+/// Offsets of one CPython version's frame layout.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Layout {
+    code: usize,
+    #[cfg_attr(not(Py_3_12), allow(dead_code, reason = "read by the 3.12+ backend"))]
+    previous: usize,
+    globals: usize,
+    locals: usize,
+    localsplus: usize,
+    current: CurrentFrame,
+}
 
 /// How to read one local slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,53 +71,203 @@ pub(crate) enum SlotKind {
     Cell,
 }
 
-/// The localsplus array of `frame`, if the layout checks out.
-///
-/// # Safety
-/// GIL held; `frame` a live frame object.
-pub(crate) unsafe fn localsplus(
-    frame: *mut ffi::PyFrameObject,
-) -> Option<*const *mut ffi::PyObject> {
-    // SAFETY: reads at the documented offsets of live CPython structures;
-    // the code check below rejects any layout we do not know.
-    unsafe {
-        let interpreter_frame = *frame
-            .cast::<u8>()
-            .add(FRAME_INTERPRETER_FRAME_OFFSET)
-            .cast::<*const u8>();
-        if interpreter_frame.is_null() {
-            return None;
+impl Layout {
+    /// The layout of the running interpreter, checked against the calling
+    /// Python frame. `Err` names what did not match.
+    pub(crate) fn detect() -> Result<Layout, String> {
+        // SAFETY: GIL held by the caller (a method called from Python);
+        // reads stay inside live CPython structures of the calling frame.
+        unsafe {
+            let version = ffi::Py_Version;
+            let version = ((version >> 24) as u8, ((version >> 16) & 0xff) as u8);
+            let layout = match version {
+                (3, 11) => Layout {
+                    code: 32,
+                    previous: 48,
+                    globals: 8,
+                    locals: 24,
+                    localsplus: 72,
+                    current: CurrentFrame::FromHook,
+                },
+                (3, 12) | (3, 13) => Layout {
+                    code: 0,
+                    previous: 8,
+                    globals: 24,
+                    locals: 40,
+                    localsplus: 72,
+                    current: if version == (3, 12) {
+                        CurrentFrame::ThroughCFrame(56)
+                    } else {
+                        CurrentFrame::Direct(72)
+                    },
+                },
+                (major, minor) => return Err(format!("CPython {major}.{minor} is not supported")),
+            };
+            let frame = ffi::PyEval_GetFrame();
+            if frame.is_null() {
+                return Err("no Python frame to check the frame layout against".into());
+            }
+            let interpreter = interpreter_frame(frame);
+            let code = ffi::PyFrame_GetCode(frame);
+            let globals = ffi::PyFrame_GetGlobals(frame);
+            let matches = !interpreter.is_null()
+                && layout.code(interpreter) == code.cast()
+                && layout.globals(interpreter) == globals
+                && match layout.current {
+                    CurrentFrame::FromHook => {
+                        *frame.cast::<u8>().add(FRAME_OBJECT_TRACE_LINES_311) == 1
+                    }
+                    _ => {
+                        #[cfg(Py_3_12)]
+                        let owned_by_thread = *interpreter.add(OWNER_OFFSET) == 0;
+                        #[cfg(not(Py_3_12))]
+                        let owned_by_thread = true;
+                        owned_by_thread && layout.current() == interpreter
+                    }
+                };
+            ffi::Py_DecRef(code.cast());
+            ffi::Py_DecRef(globals);
+            if !matches {
+                return Err(format!(
+                    "this build of CPython {}.{} has a frame layout chronolog does not know",
+                    version.0, version.1
+                ));
+            }
+            Ok(layout)
         }
-        let code = ffi::PyFrame_GetCode(frame);
-        let stored = *interpreter_frame.cast::<*mut ffi::PyObject>();
-        ffi::Py_DecRef(code.cast());
-        (stored == code.cast()).then(|| {
-            interpreter_frame
-                .add(INTERPRETER_FRAME_LOCALSPLUS_OFFSET)
+    }
+
+    /// The thread's innermost Python frame (3.12+), or null.
+    #[cfg_attr(not(Py_3_12), allow(dead_code, reason = "used by the 3.12+ backend"))]
+    ///
+    /// # Safety
+    /// GIL held; only on 3.12+ layouts.
+    pub(crate) unsafe fn current(&self) -> InterpreterFrame {
+        // SAFETY: checked offsets into the live thread state.
+        unsafe {
+            let tstate = ffi::PyThreadState_Get().cast::<u8>();
+            match self.current {
+                CurrentFrame::ThroughCFrame(offset) => {
+                    let cframe = *tstate.add(offset).cast::<*const InterpreterFrame>();
+                    if cframe.is_null() {
+                        std::ptr::null()
+                    } else {
+                        *cframe
+                    }
+                }
+                CurrentFrame::Direct(offset) => *tstate.add(offset).cast::<InterpreterFrame>(),
+                CurrentFrame::FromHook => std::ptr::null(),
+            }
+        }
+    }
+
+    /// The innermost frame running `code`: the current one, or (after C
+    /// code pushed frames of its own) one of its callers. Null if none of
+    /// the few innermost frames runs it.
+    ///
+    /// # Safety
+    /// GIL held; only on 3.12+ layouts.
+    #[cfg(Py_3_12)]
+    pub(crate) unsafe fn frame_running(&self, code: *mut ffi::PyObject) -> InterpreterFrame {
+        // SAFETY: walks the live chain of interpreter frames.
+        unsafe {
+            let mut frame = self.current();
+            for _ in 0..4 {
+                if frame.is_null() || self.code(frame) == code {
+                    return frame;
+                }
+                frame = self.previous(frame);
+            }
+            std::ptr::null()
+        }
+    }
+
+    /// The frame that called `frame` (null for the outermost).
+    ///
+    /// # Safety
+    /// GIL held; `frame` live; only on 3.12+ layouts.
+    #[cfg(Py_3_12)]
+    pub(crate) unsafe fn previous(&self, frame: InterpreterFrame) -> InterpreterFrame {
+        // SAFETY: checked offset.
+        unsafe { *frame.add(self.previous).cast::<InterpreterFrame>() }
+    }
+
+    /// False for the entry frames CPython keeps on the C stack.
+    ///
+    /// # Safety
+    /// GIL held; `frame` live; only on 3.12+ layouts.
+    #[cfg(Py_3_12)]
+    pub(crate) unsafe fn is_python_frame(&self, frame: InterpreterFrame) -> bool {
+        // SAFETY: checked offset.
+        unsafe { *frame.add(OWNER_OFFSET) != FRAME_OWNED_BY_CSTACK }
+    }
+
+    /// The code object (3.13: the executable) a frame runs, borrowed.
+    ///
+    /// # Safety
+    /// GIL held; `frame` live.
+    pub(crate) unsafe fn code(&self, frame: InterpreterFrame) -> *mut ffi::PyObject {
+        // SAFETY: checked offset.
+        unsafe { *frame.add(self.code).cast::<*mut ffi::PyObject>() }
+    }
+
+    /// The frame's globals dict, borrowed.
+    ///
+    /// # Safety
+    /// GIL held; `frame` live.
+    pub(crate) unsafe fn globals(&self, frame: InterpreterFrame) -> *mut ffi::PyObject {
+        // SAFETY: checked offset.
+        unsafe { *frame.add(self.globals).cast::<*mut ffi::PyObject>() }
+    }
+
+    /// The frame's locals mapping (module and class bodies: their
+    /// namespace; null for functions), borrowed.
+    ///
+    /// # Safety
+    /// GIL held; `frame` live.
+    pub(crate) unsafe fn locals(&self, frame: InterpreterFrame) -> *mut ffi::PyObject {
+        // SAFETY: checked offset.
+        unsafe { *frame.add(self.locals).cast::<*mut ffi::PyObject>() }
+    }
+
+    /// The value in local slot `index` (borrowed), or null when the
+    /// variable is unbound.
+    ///
+    /// # Safety
+    /// GIL held; `frame` live; `index` below its code's number of local slots.
+    pub(crate) unsafe fn slot(
+        &self,
+        frame: InterpreterFrame,
+        index: usize,
+        kind: SlotKind,
+    ) -> *mut ffi::PyObject {
+        // SAFETY: forwarded; a cell's contents are borrowed from the cell.
+        unsafe {
+            let value = *frame
+                .add(self.localsplus)
                 .cast::<*mut ffi::PyObject>()
-        })
+                .add(index);
+            if kind == SlotKind::Cell
+                && !value.is_null()
+                && ffi::Py_TYPE(value) == &raw mut ffi::PyCell_Type
+            {
+                return (*value.cast::<ffi::PyCellObject>()).ob_ref;
+            }
+            value
+        }
     }
 }
 
-/// The value in slot `index` (borrowed), or null when the variable is unbound.
+/// The interpreter frame behind a frame object.
 ///
 /// # Safety
-/// GIL held; `slots` from [`localsplus`] of a live frame; `index` below the
-/// code's number of local slots.
-pub(crate) unsafe fn slot_value(
-    slots: *const *mut ffi::PyObject,
-    index: usize,
-    kind: SlotKind,
-) -> *mut ffi::PyObject {
-    // SAFETY: forwarded; a cell's contents are borrowed from the cell.
+/// GIL held; `frame` a live frame object.
+pub(crate) unsafe fn interpreter_frame(frame: *mut ffi::PyFrameObject) -> InterpreterFrame {
+    // SAFETY: the same offset on every supported version (checked by detect).
     unsafe {
-        let value = *slots.add(index);
-        if kind == SlotKind::Cell
-            && !value.is_null()
-            && ffi::Py_TYPE(value) == &raw mut ffi::PyCell_Type
-        {
-            return (*value.cast::<ffi::PyCellObject>()).ob_ref;
-        }
-        value
+        *frame
+            .cast::<u8>()
+            .add(FRAME_OBJECT_INTERPRETER_FRAME)
+            .cast::<InterpreterFrame>()
     }
 }

@@ -12,10 +12,15 @@
 
 mod error;
 mod frames;
+mod locals;
+#[cfg(Py_3_12)]
+mod monitoring;
 mod reading;
 mod recording;
 mod repr;
 mod scope;
+#[cfg(not(Py_3_12))]
+mod tracehook;
 
 use pyo3::prelude::*;
 

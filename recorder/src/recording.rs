@@ -1,43 +1,58 @@
-//! The recorder: CPython's `sys.monitoring` events (3.12+) turned into
-//! events and variable changes in a trace.
+//! The recorder: interpreter events turned into events and variable changes
+//! in a trace, whichever backend delivers them.
 //!
-//! `chronolog/_record.py` registers the methods of [`Recorder`] as
-//! `sys.monitoring` callbacks: `PY_START` and the exception events globally,
-//! and — for code in scope only, decided once per code object — `LINE`,
-//! `PY_RETURN`, `PY_YIELD` and `PY_RESUME` as local events. Out-of-scope code
-//! gets `DISABLE` from its first `PY_START` and costs nothing afterwards.
+//! A [`Backend`] — `sys.monitoring` on 3.12+ (`monitoring.rs`), the C trace
+//! hook on 3.11 (`tracehook.rs`) — translates what CPython reports into
+//! [`Hook`]s and hands each to [`Recorder::dispatch`] with the code object,
+//! the interpreter frame it runs in, and the event's argument. Everything
+//! after that is shared: scope decided once per code object, frame stacks
+//! per thread, exception identities, variable diffs, the event batch.
 //!
 //! Every callback holds the GIL; the state sits behind one mutex that is
-//! never contended while the GIL is held. Events go into an [`EventBatch`]
-//! handed to the format crate's background writer every 65,536 events or
-//! 100 ms, whichever comes first. Nothing here keeps a reference to a frame,
-//! a local or an argument after the callback returns: values are stored as
-//! safe reprs. Any failure (a full disk, a bug) stops recording with one
-//! warning on stderr; the program runs on and never sees an exception or a
-//! panic from here.
+//! never contended while the GIL is held (the flusher thread takes it only
+//! between events). Events go into an [`EventBatch`] handed to the format
+//! crate's background writer every 65,536 events or 100 ms, whichever comes
+//! first. Nothing here keeps a reference to a frame, a local or an argument
+//! after the callback returns: values are stored as safe reprs. Any failure
+//! (a full disk, a bug) stops recording with one warning on stderr; the
+//! program runs on and never sees an exception or a panic from here.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use chronolog_format::{
-    CodeInfo, Event, EventBatch, EventKind, HeaderInfo, ThreadMeta, TraceWriter, VarChange,
-    VarRecord, WriterOptions,
+    CodeInfo, Event, EventBatch, EventKind, HeaderInfo, ThreadMeta, TraceWriter, WriterOptions,
 };
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::frames::{SlotKind, localsplus, slot_value};
+use crate::frames::{InterpreterFrame, Layout, SlotKind};
+use crate::locals::{NamespaceShadow, Shadow, VarSink, diff_namespace};
 use crate::repr::short_repr;
 use crate::scope::Scope;
 
 /// Events per batch handed to the writer.
 const BATCH_EVENTS: usize = 1 << 16;
+/// Exception identities remembered at most (see [`Recording::exception_id`]).
+const MAX_TRACKED_EXCEPTIONS: usize = 1 << 16;
 /// Longest time events wait in memory before reaching the writer.
 const FLUSH_INTERVAL_NS: u64 = 100_000_000;
+
+/// A way of getting events out of CPython.
+pub(crate) trait Backend: Send + Sync {
+    /// What the trace's header calls it.
+    fn name(&self) -> &'static str;
+    /// Starts delivering events to `recorder`, in every thread.
+    fn install(&self, recorder: &Bound<'_, Recorder>) -> PyResult<()>;
+    /// Turns on the per-code events of a code object found in scope.
+    fn enable(&self, code: &Bound<'_, PyAny>) -> PyResult<()>;
+    /// Stops delivering events; `enabled` are the codes [`Backend::enable`] saw.
+    fn remove(&self, py: Python<'_>, enabled: &[Py<PyAny>]) -> PyResult<()>;
+}
 
 /// What to record, from `chronolog.record(...)` / `chronolog record`.
 #[derive(Debug)]
@@ -53,35 +68,34 @@ struct Options {
 struct CodeState {
     id: u32,
     first_line: u32,
-    /// A module or class body: variables live in a namespace dict.
-    namespace: bool,
+    /// `co_flags`.
+    flags: u32,
     /// Local slots: name string id and how to read the slot.
     slots: Arc<[(u32, SlotKind)]>,
+}
+
+impl CodeState {
+    /// A module or class body: its variables live in a namespace dict
+    /// (functions have `CO_NEWLOCALS`).
+    fn is_namespace(&self) -> bool {
+        self.flags & 0x0002 == 0
+    }
 }
 
 /// The recorder's view of one code object (kept alive so its address is
 /// never reused by another).
 #[derive(Debug)]
 struct CodeEntry {
-    _keep: Py<PyAny>,
+    object: Py<PyAny>,
     state: Option<CodeState>,
-    /// Its local events are on (or it needs none).
+    /// Its per-code events are on (or it needs none).
     enabled: bool,
 }
 
-/// Last recorded value of one local.
-#[derive(Debug, Clone)]
-struct Shadow {
-    object: usize,
-    repr: String,
-    /// For lists and tuples: what their cut repr depends on (see [`fingerprint`]).
-    fingerprint: Option<u64>,
-}
-
 #[derive(Debug)]
-struct FrameState {
+pub(crate) struct FrameState {
     frame_id: u64,
-    /// Identity of the frame object (stable across a generator's yields).
+    /// Address of the interpreter frame (stable across a generator's yields).
     frame: usize,
     code_id: u32,
     slots: Arc<[(u32, SlotKind)]>,
@@ -90,14 +104,29 @@ struct FrameState {
     locals: Vec<Option<Shadow>>,
     /// For module and class bodies: their namespace's variables.
     namespace: Option<Box<NamespaceShadow>>,
+    /// 3.11: the exception pending in the frame (see `tracehook.rs`).
+    #[cfg(not(Py_3_12))]
+    pub(crate) pending: Option<Pending>,
 }
 
-/// Last recorded state of a namespace's variables, by name id, with the
-/// generation of the diff that last saw each (to find deleted ones).
-#[derive(Debug, Default)]
-struct NamespaceShadow {
-    vars: FxHashMap<u32, (Option<Shadow>, u64)>,
-    generation: u64,
+/// An exception seen in a frame and not yet unwound (3.11, which reports
+/// neither handling nor re-raising: both are inferred from it).
+#[cfg(not(Py_3_12))]
+#[derive(Debug, Clone)]
+pub(crate) struct Pending {
+    exc_id: u64,
+    type_name: u32,
+    message: String,
+    /// A line of the frame ran after the exception.
+    pub(crate) handled: bool,
+}
+
+impl FrameState {
+    /// Address of the interpreter frame it records.
+    #[cfg(not(Py_3_12))]
+    pub(crate) fn frame(&self) -> usize {
+        self.frame
+    }
 }
 
 #[derive(Debug)]
@@ -108,7 +137,7 @@ struct ThreadState {
 
 /// Everything a recording holds while it runs.
 #[derive(Debug)]
-struct Recording {
+pub(crate) struct Recording {
     writer: TraceWriter,
     options: Options,
     batch: EventBatch,
@@ -123,39 +152,32 @@ struct Recording {
     codes: FxHashMap<usize, CodeEntry>,
     threads: FxHashMap<u64, ThreadState>,
     /// Generator and coroutine frames between a yield and their resumption.
-    suspended: FxHashMap<usize, FrameState>,
+    pub(crate) suspended: FxHashMap<usize, FrameState>,
     /// Exception object address -> its identity, while it propagates.
     exceptions: FxHashMap<usize, u64>,
-    sources: rustc_hash::FxHashSet<u32>,
+    sources: FxHashSet<u32>,
     /// (code, bytecode offset) -> line, for events that carry an offset.
     lines: FxHashMap<(usize, i32), u32>,
     scratch: String,
-    vars_readable: bool,
 }
 
 /// Where in the code a callback fired: `LINE` gives the line, the other
-/// events a bytecode offset.
+/// events a bytecode offset (in bytes).
 #[derive(Clone, Copy, Debug)]
-enum Site {
+pub(crate) enum Site {
     Line(u32),
     Offset(i32),
 }
 
-impl Site {
-    fn line(line: i64) -> Site {
-        Site::Line(u32::try_from(line).unwrap_or(0))
-    }
-
-    fn offset(offset: i64) -> Site {
-        Site::Offset(i32::try_from(offset).unwrap_or(0))
-    }
-}
-
-/// Which `sys.monitoring` callback ran.
+/// Which event a backend reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Hook {
+pub(crate) enum Hook {
     Start,
     Resume,
+    #[cfg_attr(
+        not(Py_3_12),
+        allow(dead_code, reason = "3.11 reports throw() as a resume")
+    )]
     Throw,
     Line,
     Return,
@@ -166,13 +188,24 @@ enum Hook {
     Unwind,
 }
 
+/// What a callback tells the backend, or what `dispatch` must do next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Ignore,
+    /// Out-of-scope code: the backend stops reporting its per-code events.
+    Disable,
+    /// A code object just found in scope: enable its per-code events.
+    Enable,
+    /// The event came from a thread not seen yet: name it, then retry.
+    NeedThread(u64),
+}
+
 /// The recorder behind one recording. See the module documentation.
 #[pyclass(module = "chronolog._native", frozen)]
 pub(crate) struct Recorder {
     state: Arc<Mutex<Option<Recording>>>,
-    disable: Py<PyAny>,
-    /// `sys.monitoring.set_local_events`, bound to the tool id and events.
-    enable_code: Py<PyAny>,
+    pub(crate) layout: Layout,
+    pub(crate) backend: Box<dyn Backend>,
     /// Called once when recording must stop after a failure.
     on_failure: Py<PyAny>,
     /// `() -> (name, native_id)` of the current thread.
@@ -188,11 +221,10 @@ fn runtime(e: impl std::fmt::Display) -> PyErr {
 #[pymethods]
 impl Recorder {
     /// Creates the trace and prepares to record. `header` is a list of
-    /// (key, value) facts; `enable_code(code)` turns on the local events of
-    /// an in-scope code object; `on_failure(message)` is called once if
-    /// recording has to stop.
+    /// (key, value) facts; `on_failure(message)` is called once if
+    /// recording has to stop. Nothing is recorded before [`Recorder::install`].
     #[new]
-    #[pyo3(signature = (path, header, *, include, exclude, stdlib, library_dirs, own_dirs, vars, lines, max_repr, disable, enable_code, on_failure, thread_info))]
+    #[pyo3(signature = (path, header, *, include, exclude, stdlib, library_dirs, own_dirs, vars, lines, max_repr, on_failure, thread_info))]
     #[allow(
         clippy::too_many_arguments,
         reason = "mirrors the keyword arguments of the Python API"
@@ -200,7 +232,7 @@ impl Recorder {
     fn new(
         py: Python<'_>,
         path: PathBuf,
-        header: Vec<(String, String)>,
+        mut header: Vec<(String, String)>,
         include: Vec<String>,
         exclude: Vec<String>,
         stdlib: bool,
@@ -209,11 +241,15 @@ impl Recorder {
         vars: bool,
         lines: bool,
         max_repr: usize,
-        disable: Py<PyAny>,
-        enable_code: Py<PyAny>,
         on_failure: Py<PyAny>,
         thread_info: Py<PyAny>,
     ) -> PyResult<Recorder> {
+        let layout = Layout::detect().map_err(runtime)?;
+        #[cfg(Py_3_12)]
+        let backend: Box<dyn Backend> = Box::new(crate::monitoring::Monitoring::new(py, lines)?);
+        #[cfg(not(Py_3_12))]
+        let backend: Box<dyn Backend> = Box::new(crate::tracehook::TraceHook);
+        header.push(("backend".into(), backend.name().into()));
         let start_unix_ns = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
@@ -251,101 +287,45 @@ impl Recorder {
             threads: FxHashMap::default(),
             suspended: FxHashMap::default(),
             exceptions: FxHashMap::default(),
-            sources: Default::default(),
+            sources: FxHashSet::default(),
             lines: FxHashMap::default(),
             scratch: String::new(),
-            vars_readable: true,
         };
         Ok(Recorder {
             state: start_flusher(Arc::new(Mutex::new(Some(recording)))),
-            disable,
-            enable_code,
+            layout,
+            backend,
             on_failure,
             thread_info,
             path,
         })
     }
 
-    fn on_start(&self, py: Python<'_>, code: &Bound<'_, PyAny>, offset: i64) -> Py<PyAny> {
-        self.dispatch(py, Hook::Start, code, None, Site::offset(offset))
+    /// Starts recording: events flow from now on, in every thread,
+    /// including the rest of the functions already running in this one
+    /// (the block of `with chronolog.record():`).
+    fn install(slf: &Bound<'_, Recorder>) -> PyResult<()> {
+        let recorder = slf.get();
+        recorder.backend.install(slf)?;
+        #[cfg(Py_3_12)]
+        recorder.enable_running_code(slf.py())?;
+        Ok(())
     }
 
-    fn on_resume(&self, py: Python<'_>, code: &Bound<'_, PyAny>, offset: i64) -> Py<PyAny> {
-        self.dispatch(py, Hook::Resume, code, None, Site::offset(offset))
-    }
-
-    fn on_throw(
-        &self,
-        py: Python<'_>,
-        code: &Bound<'_, PyAny>,
-        offset: i64,
-        exc: &Bound<'_, PyAny>,
-    ) -> Py<PyAny> {
-        self.dispatch(py, Hook::Throw, code, Some(exc), Site::offset(offset))
-    }
-
-    fn on_line(&self, py: Python<'_>, code: &Bound<'_, PyAny>, line: i64) -> Py<PyAny> {
-        self.dispatch(py, Hook::Line, code, None, Site::line(line))
-    }
-
-    fn on_return(
-        &self,
-        py: Python<'_>,
-        code: &Bound<'_, PyAny>,
-        offset: i64,
-        value: &Bound<'_, PyAny>,
-    ) -> Py<PyAny> {
-        self.dispatch(py, Hook::Return, code, Some(value), Site::offset(offset))
-    }
-
-    fn on_yield(
-        &self,
-        py: Python<'_>,
-        code: &Bound<'_, PyAny>,
-        offset: i64,
-        value: &Bound<'_, PyAny>,
-    ) -> Py<PyAny> {
-        self.dispatch(py, Hook::Yield, code, Some(value), Site::offset(offset))
-    }
-
-    fn on_raise(
-        &self,
-        py: Python<'_>,
-        code: &Bound<'_, PyAny>,
-        offset: i64,
-        exc: &Bound<'_, PyAny>,
-    ) -> Py<PyAny> {
-        self.dispatch(py, Hook::Raise, code, Some(exc), Site::offset(offset))
-    }
-
-    fn on_reraise(
-        &self,
-        py: Python<'_>,
-        code: &Bound<'_, PyAny>,
-        offset: i64,
-        exc: &Bound<'_, PyAny>,
-    ) -> Py<PyAny> {
-        self.dispatch(py, Hook::Reraise, code, Some(exc), Site::offset(offset))
-    }
-
-    fn on_handled(
-        &self,
-        py: Python<'_>,
-        code: &Bound<'_, PyAny>,
-        offset: i64,
-        exc: &Bound<'_, PyAny>,
-    ) -> Py<PyAny> {
-        self.dispatch(py, Hook::Handled, code, Some(exc), Site::offset(offset))
-    }
-
-    fn on_unwind(
-        &self,
-        py: Python<'_>,
-        code: &Bound<'_, PyAny>,
-        offset: i64,
-        exc: &Bound<'_, PyAny>,
-    ) -> Py<PyAny> {
-        self.dispatch(py, Hook::Unwind, code, Some(exc), Site::offset(offset))
+    /// As a trace function (3.11): puts the recorder's C trace hook back in
+    /// the calling thread. New threads get it this way (`threading.settrace`),
+    /// and so does code that saved `sys.gettrace()` and sets it again.
+    fn __call__(
+        slf: &Bound<'_, Recorder>,
+        frame: &Bound<'_, PyAny>,
+        event: &str,
+        arg: &Bound<'_, PyAny>,
+    ) -> Option<Py<PyAny>> {
+        #[cfg(not(Py_3_12))]
+        crate::tracehook::adopt_thread(slf, frame, event, arg);
+        #[cfg(Py_3_12)]
+        let _ = (slf, frame, event, arg);
+        None
     }
 
     /// Adds a key/value fact to the trace (exit status, ...).
@@ -359,29 +339,33 @@ impl Recorder {
 
     /// Forgets the recording without touching its file: for a child process
     /// after `fork()`, where the writer thread does not exist any more (the
-    /// parent completes the file). Recording goes on in a new file.
-    fn abandon(&self) {
-        if let Ok(mut guard) = self.state.lock()
-            && let Some(recording) = guard.take()
-        {
+    /// parent completes the file). The child may record on in a new file.
+    fn abandon(&self, py: Python<'_>) -> PyResult<()> {
+        let recording = self.state.lock().map_err(runtime)?.take();
+        if let Some(recording) = recording {
+            let result = self.backend.remove(py, &recording.enabled_codes(py));
             // Dropping it would wait for a writer thread that fork() did not copy.
             std::mem::forget(recording);
+            result?;
         }
+        Ok(())
     }
 
     /// True while the recorder still records (false after stop or failure).
     #[getter]
     fn active(&self) -> bool {
-        self.state.lock().is_ok_and(|g| g.is_some())
+        self.is_active()
     }
 
-    /// Writes what is buffered, the footer, and closes the trace. Returns
-    /// the numbers written; None if recording had already stopped.
+    /// Stops the events, writes what is buffered, the footer, and closes
+    /// the trace. Returns the numbers written; None if recording had
+    /// already stopped.
     fn stop<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
         let recording = self.state.lock().map_err(runtime)?.take();
         let Some(mut recording) = recording else {
             return Ok(None);
         };
+        let removed = self.backend.remove(py, &recording.enabled_codes(py));
         let batch = std::mem::take(&mut recording.batch);
         let summary = py
             .detach(move || {
@@ -389,6 +373,7 @@ impl Recorder {
                 recording.writer.finish()
             })
             .map_err(runtime)?;
+        removed?;
         let d = PyDict::new(py);
         d.set_item("path", &self.path)?;
         d.set_item("bytes", summary.bytes)?;
@@ -399,50 +384,108 @@ impl Recorder {
 }
 
 impl Recorder {
-    /// Runs one callback: never raises, never panics into Python.
+    /// Runs one event: never raises, never panics into Python.
     ///
     /// No Python code runs while the state is locked: a Python call can let
     /// another thread take the GIL, and that thread's callback would then
     /// wait for the lock while holding the GIL. Calls into Python (a new
     /// thread's name, enabling a code object's events) happen between locks.
-    fn dispatch(
+    ///
+    /// # Safety
+    /// GIL held; `code` a live code object, `frame` null or the live
+    /// interpreter frame running it, `arg` null or a live object.
+    pub(crate) unsafe fn dispatch(
         &self,
         py: Python<'_>,
         hook: Hook,
-        code: &Bound<'_, PyAny>,
-        arg: Option<&Bound<'_, PyAny>>,
+        code: *mut ffi::PyObject,
+        frame: InterpreterFrame,
+        arg: *mut ffi::PyObject,
         site: Site,
-    ) -> Py<PyAny> {
+    ) -> Verdict {
+        let report = Report {
+            hook,
+            code,
+            frame,
+            arg,
+            site,
+        };
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let mut verdict = self.with_recording(|r| r.handle(py, hook, code, arg, site))?;
+            let layout = &self.layout;
+            // SAFETY: forwarded from the caller.
+            let mut verdict = self.with_recording(|r| unsafe { r.handle(py, layout, &report) })?;
             if let Verdict::NeedThread(ident) = verdict {
                 let (name, native_id) = self
                     .thread_info
-                    .call0(py)
-                    .and_then(|info| info.extract::<(String, u64)>(py))
+                    .bind(py)
+                    .call0()
+                    .and_then(|info| info.extract::<(String, u64)>())
                     .unwrap_or_else(|_| (format!("thread-{ident}"), 0));
                 verdict = self.with_recording(|r| {
                     r.add_thread(ident, name, native_id);
-                    r.handle(py, hook, code, arg, site)
+                    // SAFETY: as above.
+                    unsafe { r.handle(py, layout, &report) }
                 })?;
             }
             if let Verdict::Enable = verdict {
-                self.enable_code
-                    .call1(py, (code,))
-                    .map_err(|e| e.to_string())?;
+                // SAFETY: GIL held; `code` is alive for the call.
+                let code = unsafe { Bound::from_borrowed_ptr(py, code) };
+                self.backend.enable(&code).map_err(|e| e.to_string())?;
                 verdict = Verdict::Ignore;
             }
             Ok::<Verdict, String>(verdict)
         }));
-        let verdict = match outcome {
+        match outcome {
             Ok(Ok(verdict)) => verdict,
             Ok(Err(message)) => self.fail(py, &message),
             Err(_) => self.fail(py, "internal error (a bug in chronolog)"),
-        };
-        match verdict {
-            Verdict::Disable => self.disable.clone_ref(py),
-            _ => py.None(),
         }
+    }
+
+    /// `f` of the recording, if it is still active.
+    #[cfg(not(Py_3_12))]
+    pub(crate) fn inspect<T>(&self, f: impl FnOnce(&mut Recording) -> T) -> Option<T> {
+        self.state.lock().ok()?.as_mut().map(f)
+    }
+
+    /// True while recording.
+    pub(crate) fn is_active(&self) -> bool {
+        self.state.lock().is_ok_and(|g| g.is_some())
+    }
+
+    /// Turns on the per-code events of the in-scope code running in the
+    /// calling thread (the trace hook of 3.11 reports its lines anyway).
+    #[cfg(Py_3_12)]
+    fn enable_running_code(&self, py: Python<'_>) -> PyResult<()> {
+        let mut running = Vec::new();
+        // SAFETY: GIL held; walks the calling thread's live frames, which
+        // outlive this call.
+        unsafe {
+            let mut frame = self.layout.current();
+            while !frame.is_null() {
+                let code = self.layout.code(frame);
+                if self.layout.is_python_frame(frame)
+                    && !code.is_null()
+                    && ffi::PyCode_Check(code) != 0
+                {
+                    running.push((code, frame));
+                }
+                frame = self.layout.previous(frame);
+            }
+        }
+        for (code, frame) in running {
+            let layout = &self.layout;
+            // SAFETY: as above.
+            let verdict = self
+                .with_recording(|r| unsafe { r.adopt_code(py, layout, code, frame) })
+                .map_err(runtime)?;
+            if verdict == Verdict::Enable {
+                // SAFETY: as above.
+                let code = unsafe { Bound::from_borrowed_ptr(py, code) };
+                self.backend.enable(&code)?;
+            }
+        }
+        Ok(())
     }
 
     /// Runs `f` on the recording, if it is still active.
@@ -460,11 +503,13 @@ impl Recorder {
         }
     }
 
-    /// Stops recording after an error: finishes the file with what it has,
-    /// warns once through `on_failure`, and lets the program run on.
-    fn fail(&self, py: Python<'_>, message: &str) -> Verdict {
+    /// Stops recording after an error: removes the hooks, finishes the file
+    /// with what it has, warns once through `on_failure`, and lets the
+    /// program run on.
+    pub(crate) fn fail(&self, py: Python<'_>, message: &str) -> Verdict {
         let recording = self.state.lock().ok().and_then(|mut g| g.take());
         if let Some(mut recording) = recording {
+            let removed = self.backend.remove(py, &recording.enabled_codes(py));
             let batch = std::mem::take(&mut recording.batch);
             let _ = recording.writer.write_batch(batch);
             let _ = recording.writer.finish();
@@ -472,7 +517,7 @@ impl Recorder {
                 "chronolog: recording to {} stopped: {message}",
                 self.path.display()
             );
-            if let Err(e) = self.on_failure.call1(py, (text,)) {
+            if let Err(e) = removed.and_then(|()| self.on_failure.bind(py).call1((text,))) {
                 e.restore(py);
                 // SAFETY: GIL held; drops the error raised by the hook.
                 unsafe { ffi::PyErr_Clear() };
@@ -480,6 +525,16 @@ impl Recorder {
         }
         Verdict::Ignore
     }
+}
+
+/// One event as a backend reports it.
+#[derive(Clone, Copy)]
+struct Report {
+    hook: Hook,
+    code: *mut ffi::PyObject,
+    frame: InterpreterFrame,
+    arg: *mut ffi::PyObject,
+    site: Site,
 }
 
 /// Starts the thread that hands buffered events to the writer when the
@@ -512,150 +567,141 @@ fn start_flusher(state: Arc<Mutex<Option<Recording>>>) -> Arc<Mutex<Option<Recor
     state
 }
 
-/// What a callback tells `sys.monitoring`, or what `dispatch` must do next.
-enum Verdict {
-    Ignore,
-    /// Return `sys.monitoring.DISABLE`: out-of-scope code.
-    Disable,
-    /// A code object just found in scope: enable its local events.
-    Enable,
-    /// The event came from a thread not seen yet: name it, then retry.
-    NeedThread(u64),
-}
-
-/// The frame running the callback (borrowed; owned by the thread state).
-fn current_frame() -> Option<*mut ffi::PyFrameObject> {
-    // SAFETY: GIL held by every caller (callbacks).
-    let frame = unsafe { ffi::PyEval_GetFrame() };
-    (!frame.is_null()).then_some(frame)
-}
-
 impl Recording {
-    fn handle(
+    /// # Safety
+    /// As [`Recorder::dispatch`].
+    unsafe fn handle(
         &mut self,
         py: Python<'_>,
-        hook: Hook,
-        code: &Bound<'_, PyAny>,
-        arg: Option<&Bound<'_, PyAny>>,
-        site: Site,
+        layout: &Layout,
+        report: &Report,
     ) -> Result<Verdict, String> {
-        let code_key = code.as_ptr() as usize;
+        let Report {
+            hook,
+            code,
+            frame,
+            arg,
+            site,
+        } = *report;
+        let code_key = code as usize;
         let code_id = match self.codes.get(&code_key) {
             Some(entry) => entry.state.as_ref().map(|s| s.id),
             None => {
-                self.register_code(py, code)?;
+                // SAFETY: forwarded.
+                unsafe { self.register_code(py, layout, code, frame)? };
                 self.codes
                     .get(&code_key)
                     .and_then(|e| e.state.as_ref())
                     .map(|s| s.id)
             }
         };
-        let Some(code_id) = code_id else {
-            // Only local events can be disabled; exception events are global.
+        if code_id.is_none() {
+            // Only per-code events can be disabled; exception events are global.
             return Ok(match hook {
                 Hook::Start | Hook::Resume | Hook::Line | Hook::Return | Hook::Yield => {
                     Verdict::Disable
                 }
                 _ => Verdict::Ignore,
             });
-        };
+        }
+        if frame.is_null() {
+            return Ok(Verdict::Ignore);
+        }
         // SAFETY: GIL held; the thread ident is a plain number.
         #[allow(
             clippy::useless_conversion,
             reason = "c_ulong is 32 bits on some platforms"
         )]
         let ident = u64::from(unsafe { ffi::PyThread_get_thread_ident() });
-        let Some(thread) = self.threads.get(&ident) else {
+        if !self.threads.contains_key(&ident) {
             return Ok(Verdict::NeedThread(ident));
-        };
-        // A line event runs in the thread's innermost recorded frame: when
-        // that frame runs this code and no locals are read, the frame object
-        // is not needed (getting it costs as much as the rest of the event).
-        let frame_known = hook == Hook::Line
-            && !(self.options.vars && self.vars_readable)
-            && thread
-                .stack
-                .last()
-                .is_some_and(|top| top.code_id == code_id);
-        let frame = if frame_known {
-            std::ptr::null_mut()
-        } else {
-            match current_frame() {
-                Some(frame) => frame,
-                None => return Ok(Verdict::Ignore),
-            }
-        };
+        }
+        let frame_key = frame as usize;
+        let arg = (!arg.is_null()).then_some(arg);
         let ts = self.started.elapsed().as_nanos() as u64;
+        let event = |kind, value, exc_id, is_start| EventSite {
+            kind,
+            ts,
+            code,
+            frame,
+            value,
+            exc_id,
+            is_start,
+            site,
+        };
         match hook {
             Hook::Start => {
-                let state = self.new_frame(frame as usize, code_key);
+                let state = self.new_frame(frame_key, code_key);
                 self.push_frame(ident, state);
-                self.event(py, ident, EventKind::Call, ts, frame, None, 0, true, site);
+                // SAFETY: forwarded.
+                unsafe { self.event(py, layout, ident, event(EventKind::Call, None, 0, true)) };
             }
             Hook::Resume | Hook::Throw => {
-                let state = match self.suspended.remove(&(frame as usize)) {
+                let state = match self.suspended.remove(&frame_key) {
                     Some(state) => state,
-                    None => self.new_frame(frame as usize, code_key),
+                    None => self.new_frame(frame_key, code_key),
                 };
                 self.push_frame(ident, state);
-                let kind = if hook == Hook::Resume {
-                    EventKind::Resume
+                let (kind, value, exc_id) = if hook == Hook::Resume {
+                    (EventKind::Resume, None, 0)
                 } else {
-                    EventKind::Throw
+                    // SAFETY: forwarded.
+                    (EventKind::Throw, arg.map(Value::Object), unsafe {
+                        self.exception_id(py, arg, false)
+                    })
                 };
-                let exc_id = if hook == Hook::Throw {
-                    self.exception_id(arg, false)
-                } else {
-                    0
-                };
-                self.event(
-                    py,
-                    ident,
-                    kind,
-                    ts,
-                    frame,
-                    arg.filter(|_| hook == Hook::Throw),
-                    exc_id,
-                    false,
-                    site,
-                );
+                // SAFETY: forwarded.
+                unsafe { self.event(py, layout, ident, event(kind, value, exc_id, false)) };
             }
             Hook::Line => {
-                if !frame_known {
-                    self.ensure_top(ident, frame as usize, code_key);
-                }
-                self.event(py, ident, EventKind::Line, ts, frame, None, 0, false, site);
+                self.ensure_top(ident, frame_key, code_key);
+                // SAFETY: forwarded.
+                unsafe { self.event(py, layout, ident, event(EventKind::Line, None, 0, false)) };
             }
             Hook::Return | Hook::Yield => {
-                self.ensure_top(ident, frame as usize, code_key);
+                self.ensure_top(ident, frame_key, code_key);
                 let kind = if hook == Hook::Return {
                     EventKind::Return
                 } else {
                     EventKind::Yield
                 };
-                self.event(py, ident, kind, ts, frame, arg, 0, false, site);
+                // SAFETY: forwarded.
+                let value = arg.map(Value::Object);
+                unsafe { self.event(py, layout, ident, event(kind, value, 0, false)) };
                 let popped = self.threads.get_mut(&ident).and_then(|t| t.stack.pop());
                 if let (Hook::Yield, Some(state)) = (hook, popped) {
+                    #[cfg(not(Py_3_12))]
+                    let state = FrameState {
+                        pending: None,
+                        ..state
+                    };
                     self.suspended.insert(state.frame, state);
                 }
             }
             Hook::Raise | Hook::Reraise | Hook::Handled | Hook::Unwind => {
-                self.ensure_top(ident, frame as usize, code_key);
+                self.ensure_top(ident, frame_key, code_key);
                 let kind = match hook {
                     Hook::Raise => EventKind::Raise,
                     Hook::Reraise => EventKind::Reraise,
                     Hook::Handled => EventKind::Handled,
                     _ => EventKind::Unwind,
                 };
-                let exc_id = self.exception_id(arg, hook == Hook::Raise);
-                self.event(py, ident, kind, ts, frame, arg, exc_id, false, site);
-                if hook == Hook::Unwind {
-                    if let Some(state) = self.threads.get_mut(&ident).and_then(|t| t.stack.pop()) {
-                        self.suspended.remove(&state.frame);
-                    }
-                } else if hook == Hook::Handled {
-                    self.exceptions
-                        .remove(&arg.map_or(0, |a| a.as_ptr() as usize));
+                let (exc_id, value) = match arg {
+                    // SAFETY: forwarded.
+                    Some(exception) => (
+                        unsafe { self.exception_id(py, arg, hook == Hook::Raise) },
+                        Some(Value::Object(exception)),
+                    ),
+                    None => self.pending_exception(ident),
+                };
+                // SAFETY: forwarded.
+                unsafe { self.event(py, layout, ident, event(kind, value, exc_id, false)) };
+                #[cfg(not(Py_3_12))]
+                self.note_pending(py, ident, hook, exc_id, arg);
+                if hook == Hook::Unwind
+                    && let Some(state) = self.threads.get_mut(&ident).and_then(|t| t.stack.pop())
+                {
+                    self.suspended.remove(&state.frame);
                 }
             }
         }
@@ -670,100 +716,213 @@ impl Recording {
         })
     }
 
+    /// Registers the code of a frame that was running before recording
+    /// started; `Enable` if its per-code events must be turned on.
+    ///
+    /// # Safety
+    /// As [`Recorder::dispatch`].
+    #[cfg(Py_3_12)]
+    unsafe fn adopt_code(
+        &mut self,
+        py: Python<'_>,
+        layout: &Layout,
+        code: *mut ffi::PyObject,
+        frame: InterpreterFrame,
+    ) -> Result<Verdict, String> {
+        if !self.codes.contains_key(&(code as usize)) {
+            // SAFETY: forwarded.
+            unsafe { self.register_code(py, layout, code, frame)? };
+        }
+        Ok(match self.codes.get_mut(&(code as usize)) {
+            Some(entry) if !entry.enabled => {
+                entry.enabled = true;
+                Verdict::Enable
+            }
+            _ => Verdict::Ignore,
+        })
+    }
+
+    /// Identity and rendering of the exception pending in the thread's top
+    /// frame, for events reported without the exception (3.11).
+    fn pending_exception(&self, ident: u64) -> (u64, Option<Value>) {
+        #[cfg(not(Py_3_12))]
+        if let Some(pending) = self
+            .threads
+            .get(&ident)
+            .and_then(|t| t.stack.last())
+            .and_then(|top| top.pending.as_ref())
+        {
+            return (
+                pending.exc_id,
+                Some(Value::Rendered {
+                    type_name: pending.type_name,
+                    text: pending.message.clone(),
+                }),
+            );
+        }
+        let _ = ident;
+        (0, None)
+    }
+
+    /// Keeps what 3.11's inferred events need of the exception an event is
+    /// about: its identity and rendering, never the object (it may be freed
+    /// before the inference, by a handler that runs no line of its own).
+    #[cfg(not(Py_3_12))]
+    fn note_pending(
+        &mut self,
+        py: Python<'_>,
+        ident: u64,
+        hook: Hook,
+        exc_id: u64,
+        arg: Option<*mut ffi::PyObject>,
+    ) {
+        let pending = match (hook, arg) {
+            (Hook::Raise, Some(exception)) => {
+                // SAFETY: GIL held; the exception is alive for the call.
+                let exception = unsafe { Bound::from_borrowed_ptr(py, exception) };
+                Some(Pending {
+                    exc_id,
+                    type_name: self.type_name(&exception),
+                    // The message `event` just rendered.
+                    message: self.scratch.clone(),
+                    handled: false,
+                })
+            }
+            (Hook::Handled, _) => self
+                .top_mut(ident)
+                .and_then(|top| top.pending.take())
+                .map(|p| Pending { handled: true, ..p }),
+            _ => return,
+        };
+        if let Some(top) = self.top_mut(ident) {
+            top.pending = pending;
+        }
+    }
+
+    /// The innermost recorded frame of thread `ident`.
+    pub(crate) fn top_mut(&mut self, ident: u64) -> Option<&mut FrameState> {
+        self.threads
+            .get_mut(&ident)
+            .and_then(|t| t.stack.last_mut())
+    }
+
+    /// The code objects whose per-code events are on.
+    fn enabled_codes(&self, py: Python<'_>) -> Vec<Py<PyAny>> {
+        self.codes
+            .values()
+            .filter(|entry| entry.state.is_some() && entry.enabled)
+            .map(|entry| entry.object.clone_ref(py))
+            .collect()
+    }
+
+    /// `co_flags` of a code object in scope (0 otherwise).
+    #[cfg(not(Py_3_12))]
+    pub(crate) fn code_flags(&self, code: *mut ffi::PyObject) -> u32 {
+        self.codes
+            .get(&(code as usize))
+            .and_then(|entry| entry.state.as_ref())
+            .map_or(0, |state| state.flags)
+    }
+
     /// Decides a new code object's scope; for code in scope, defines it in
-    /// the trace, stores its file's source once and enables its local events.
-    fn register_code(&mut self, py: Python<'_>, code: &Bound<'_, PyAny>) -> Result<bool, String> {
+    /// the trace and stores its file's source once.
+    ///
+    /// # Safety
+    /// As [`Recorder::dispatch`].
+    unsafe fn register_code(
+        &mut self,
+        py: Python<'_>,
+        layout: &Layout,
+        code_ptr: *mut ffi::PyObject,
+        frame: InterpreterFrame,
+    ) -> Result<(), String> {
+        // SAFETY: GIL held; the code object is alive for the call.
+        let code = unsafe { Bound::from_borrowed_ptr(py, code_ptr) };
         let attr = |name: &str| -> Result<Bound<'_, PyAny>, String> {
             code.getattr(name).map_err(|e| e.to_string())
         };
         let file: String = attr("co_filename")?
             .extract()
             .map_err(|e: PyErr| e.to_string())?;
-        let module = current_frame().and_then(|frame| {
-            // SAFETY: GIL held; the globals dict and its item are borrowed.
-            unsafe {
-                let globals = ffi::PyFrame_GetGlobals(frame);
-                if globals.is_null() {
-                    return None;
+        let module = (!frame.is_null())
+            .then(|| {
+                // SAFETY: GIL held; the globals dict and its item are borrowed.
+                unsafe {
+                    let globals = layout.globals(frame);
+                    if globals.is_null() || ffi::PyDict_Check(globals) == 0 {
+                        return None;
+                    }
+                    let name = ffi::PyDict_GetItemString(globals, c"__name__".as_ptr());
+                    (!name.is_null() && ffi::PyUnicode_Check(name) != 0)
+                        .then(|| Bound::from_borrowed_ptr(py, name).extract::<String>().ok())
+                        .flatten()
                 }
-                let name = ffi::PyDict_GetItemString(globals, c"__name__".as_ptr());
-                let result = (!name.is_null() && ffi::PyUnicode_Check(name) != 0)
-                    .then(|| Bound::from_borrowed_ptr(py, name).extract::<String>().ok())
-                    .flatten();
-                ffi::Py_DecRef(globals);
-                result
-            }
-        });
-        let in_scope = self.options.scope.contains(&file, module.as_deref());
-        let state = if in_scope {
-            let file_id = self.intern(&file);
-            let qualname: String = attr("co_qualname")?
-                .extract()
-                .map_err(|e: PyErr| e.to_string())?;
-            let name: String = attr("co_name")?
-                .extract()
-                .map_err(|e: PyErr| e.to_string())?;
-            let first_line: u32 = attr("co_firstlineno")?
-                .extract()
-                .map_err(|e: PyErr| e.to_string())?;
-            let code_info = CodeInfo {
-                file: file_id,
-                qualname: self.intern(&qualname),
-                name: self.intern(&name),
-                first_line,
-            };
-            let id = self.writer.define_code(code_info);
-            let names = |attribute: &str| -> Result<Vec<String>, String> {
-                attr(attribute)?.extract().map_err(|e: PyErr| e.to_string())
-            };
-            let (varnames, cellvars, freevars) = (
-                names("co_varnames")?,
-                names("co_cellvars")?,
-                names("co_freevars")?,
-            );
-            let mut slots: Vec<(u32, SlotKind)> = Vec::new();
-            for v in &varnames {
-                let kind = if cellvars.contains(v) {
-                    SlotKind::Cell
-                } else {
-                    SlotKind::Plain
-                };
-                slots.push((self.intern(v), kind));
-            }
-            for c in cellvars.iter().filter(|c| !varnames.contains(c)) {
-                slots.push((self.intern(c), SlotKind::Cell));
-            }
-            for f in &freevars {
-                slots.push((self.intern(f), SlotKind::Cell));
-            }
-            if self.sources.insert(file_id)
-                && let Ok(text) = std::fs::read_to_string(&file)
-            {
-                self.writer.add_source(file_id, &text);
-            }
-            // CO_NEWLOCALS: functions get fresh fast locals; module and class
-            // bodies run in a namespace dict.
-            let flags: u32 = attr("co_flags")?
-                .extract()
-                .map_err(|e: PyErr| e.to_string())?;
-            Some(CodeState {
-                id,
-                first_line,
-                namespace: flags & 0x0002 == 0,
-                slots: slots.into(),
             })
+            .flatten();
+        let state = if self.options.scope.contains(&file, module.as_deref()) {
+            Some(self.define_code(&code, &file)?)
         } else {
             None
         };
         self.codes.insert(
-            code.as_ptr() as usize,
+            code_ptr as usize,
             CodeEntry {
-                _keep: code.clone().unbind(),
+                object: code.unbind(),
                 enabled: state.is_none(),
                 state,
             },
         );
-        Ok(in_scope)
+        Ok(())
+    }
+
+    /// Defines an in-scope code object in the trace (its file's source once).
+    fn define_code(&mut self, code: &Bound<'_, PyAny>, file: &str) -> Result<CodeState, String> {
+        fn get<'py, T: for<'a> FromPyObject<'a, 'py>>(
+            code: &Bound<'py, PyAny>,
+            name: &str,
+        ) -> Result<T, String> {
+            code.getattr(name)
+                .and_then(|v| v.extract::<T>().map_err(Into::into))
+                .map_err(|e: PyErr| e.to_string())
+        }
+        let file_id = self.intern(file);
+        let first_line: u32 = get(code, "co_firstlineno")?;
+        let code_info = CodeInfo {
+            file: file_id,
+            qualname: self.intern(&get::<String>(code, "co_qualname")?),
+            name: self.intern(&get::<String>(code, "co_name")?),
+            first_line,
+        };
+        let id = self.writer.define_code(code_info);
+        let varnames: Vec<String> = get(code, "co_varnames")?;
+        let cellvars: Vec<String> = get(code, "co_cellvars")?;
+        let freevars: Vec<String> = get(code, "co_freevars")?;
+        let mut slots: Vec<(u32, SlotKind)> = Vec::new();
+        for v in &varnames {
+            let kind = if cellvars.contains(v) {
+                SlotKind::Cell
+            } else {
+                SlotKind::Plain
+            };
+            slots.push((self.intern(v), kind));
+        }
+        for c in cellvars.iter().filter(|c| !varnames.contains(c)) {
+            slots.push((self.intern(c), SlotKind::Cell));
+        }
+        for f in &freevars {
+            slots.push((self.intern(f), SlotKind::Cell));
+        }
+        if self.sources.insert(file_id)
+            && let Ok(text) = std::fs::read_to_string(file)
+        {
+            self.writer.add_source(file_id, &text);
+        }
+        Ok(CodeState {
+            id,
+            first_line,
+            flags: get(code, "co_flags")?,
+            slots: slots.into(),
+        })
     }
 
     fn add_thread(&mut self, ident: u64, name: String, native_id: u64) {
@@ -806,24 +965,20 @@ impl Recording {
         id
     }
 
-    /// The line of bytecode `offset` in the frame's code, from a cache (the
-    /// line table is scanned once per code location).
-    fn line_at(&mut self, frame: *mut ffi::PyFrameObject, offset: i32) -> u32 {
-        // SAFETY: GIL held; the frame is live; the code reference is released.
-        unsafe {
-            let code = ffi::PyFrame_GetCode(frame);
-            let key = (code as usize, offset);
-            let line = match self.lines.get(&key) {
-                Some(&line) => line,
-                None => {
-                    let line = ffi::PyCode_Addr2Line(code, offset).max(0) as u32;
-                    self.lines.insert(key, line);
-                    line
-                }
-            };
-            ffi::Py_DecRef(code.cast());
-            line
+    /// The line of bytecode `offset` in `code`, from a cache (the line table
+    /// is scanned once per code location).
+    ///
+    /// # Safety
+    /// GIL held; `code` a live code object.
+    unsafe fn line_at(&mut self, code: *mut ffi::PyObject, offset: i32) -> u32 {
+        let key = (code as usize, offset);
+        if let Some(&line) = self.lines.get(&key) {
+            return line;
         }
+        // SAFETY: forwarded.
+        let line = unsafe { ffi::PyCode_Addr2Line(code.cast(), offset) }.max(0) as u32;
+        self.lines.insert(key, line);
+        line
     }
 
     fn new_frame(&mut self, frame: usize, code: usize) -> FrameState {
@@ -837,7 +992,9 @@ impl Recording {
             slots: state.map_or_else(|| Arc::from([]), |s| Arc::clone(&s.slots)),
             line: state.map_or(0, |s| s.first_line),
             locals: Vec::new(),
-            namespace: state.filter(|s| s.namespace).map(|_| Box::default()),
+            namespace: state.filter(|s| s.is_namespace()).map(|_| Box::default()),
+            #[cfg(not(Py_3_12))]
+            pending: None,
         }
     }
 
@@ -850,17 +1007,13 @@ impl Recording {
     /// Makes sure the thread's top frame is `frame` (it may have started
     /// before recording, or its callers may have unwound without events).
     fn ensure_top(&mut self, ident: u64, frame: usize, code: usize) {
-        let on_top = self
-            .threads
-            .get(&ident)
-            .and_then(|t| t.stack.last())
-            .is_some_and(|top| top.frame == frame);
-        if on_top {
+        let Some(thread) = self.threads.get_mut(&ident) else {
+            return;
+        };
+        if thread.stack.last().is_some_and(|top| top.frame == frame) {
             return;
         }
-        if let Some(thread) = self.threads.get_mut(&ident)
-            && let Some(position) = thread.stack.iter().rposition(|f| f.frame == frame)
-        {
+        if let Some(position) = thread.stack.iter().rposition(|f| f.frame == frame) {
             thread.stack.truncate(position + 1);
             return;
         }
@@ -874,34 +1027,43 @@ impl Recording {
     /// Identity of the exception `arg`: a new one at its first raise (when
     /// its traceback holds only the raising frame), the same one as it
     /// propagates, is re-raised or handled.
-    fn exception_id(&mut self, arg: Option<&Bound<'_, PyAny>>, raise: bool) -> u64 {
+    ///
+    /// # Safety
+    /// GIL held; `arg` alive.
+    unsafe fn exception_id(
+        &mut self,
+        py: Python<'_>,
+        arg: Option<*mut ffi::PyObject>,
+        raise: bool,
+    ) -> u64 {
         let Some(exc) = arg else { return 0 };
-        let key = exc.as_ptr() as usize;
-        let fresh = raise && traceback_len(exc) <= 1;
+        let key = exc as usize;
+        // SAFETY: forwarded.
+        let exception = unsafe { Bound::from_borrowed_ptr(py, exc) };
+        let fresh = raise && traceback_len(&exception) <= 1;
         if !fresh && let Some(&id) = self.exceptions.get(&key) {
             return id;
         }
         let id = self.next_exception;
         self.next_exception += 1;
+        if self.exceptions.len() >= MAX_TRACKED_EXCEPTIONS {
+            // Bounded memory: ids of old exceptions are forgotten (a fresh
+            // raise never needs them).
+            self.exceptions.clear();
+        }
         self.exceptions.insert(key, id);
         id
     }
 
     /// Appends one event of the thread's top frame, with the variable
     /// changes observed at it.
-    #[allow(clippy::too_many_arguments, reason = "one call site per event family")]
-    fn event(
-        &mut self,
-        py: Python<'_>,
-        ident: u64,
-        kind: EventKind,
-        ts: u64,
-        frame: *mut ffi::PyFrameObject,
-        arg: Option<&Bound<'_, PyAny>>,
-        exc_id: u64,
-        is_start: bool,
-        site: Site,
-    ) {
+    ///
+    /// # Safety
+    /// As [`Recorder::dispatch`].
+    unsafe fn event(&mut self, py: Python<'_>, layout: &Layout, ident: u64, at: EventSite) {
+        if at.kind == EventKind::Line && !self.options.lines {
+            return;
+        }
         let Some(thread) = self.threads.get(&ident) else {
             return;
         };
@@ -910,56 +1072,51 @@ impl Recording {
         let Some(top) = thread.stack.last() else {
             return;
         };
-        let (frame_id, code_id) = (top.frame_id, top.code_id);
-        if kind == EventKind::Line && !self.options.lines {
-            return;
-        }
-        let line = match site {
+        let (frame_id, code_id, last_line) = (top.frame_id, top.code_id, top.line);
+        let line = match at.site {
             Site::Line(line) => line,
             // The last line event of the frame: where it returns, raises or yields.
-            _ if kind == EventKind::Call || self.options.lines => top.line,
-            Site::Offset(offset) => self.line_at(frame, offset),
+            _ if at.kind == EventKind::Call || self.options.lines => last_line,
+            // SAFETY: forwarded.
+            Site::Offset(offset) => unsafe { self.line_at(at.code, offset) },
         };
-        if let Some(top) = self
-            .threads
-            .get_mut(&ident)
-            .and_then(|t| t.stack.last_mut())
-        {
+        if let Some(top) = self.top_mut(ident) {
             top.line = line;
         }
-        let (arg_ref, arg_type) = match arg {
-            Some(value) => {
+        let (arg_ref, arg_type) = match at.value {
+            Some(Value::Object(value)) => {
+                // SAFETY: GIL held; `value` is alive for this call.
+                let value = unsafe { Bound::from_borrowed_ptr(py, value) };
                 self.scratch.clear();
-                let is_exception = exc_id != 0;
-                if is_exception {
-                    exception_message(value, self.options.max_repr, &mut self.scratch);
+                if at.exc_id != 0 {
+                    exception_message(&value, self.options.max_repr, &mut self.scratch);
                 } else {
-                    // SAFETY: GIL held; `value` is alive for this call.
+                    // SAFETY: as above.
                     unsafe { short_repr(value.as_ptr(), self.options.max_repr, &mut self.scratch) };
                 }
                 let value_ref = self.batch.values.push(&self.scratch);
-                (value_ref, self.type_name(value))
+                (value_ref, self.type_name(&value))
             }
+            Some(Value::Rendered { type_name, text }) => (self.batch.values.push(&text), type_name),
             None => (0, 0),
         };
         let index = self.batch.push_event(&Event {
             seq: self.seq,
-            ts_ns: ts,
+            ts_ns: at.ts,
             thread: thread_id,
-            kind: kind as u8,
+            kind: at.kind as u8,
             frame: frame_id,
             depth,
             code: code_id,
             line,
             arg: arg_ref,
             arg_type,
-            exc_id,
+            exc_id: at.exc_id,
         });
         self.seq += 1;
         if self.options.vars
-            && self.vars_readable
             && matches!(
-                kind,
+                at.kind,
                 EventKind::Call
                     | EventKind::Line
                     | EventKind::Return
@@ -967,17 +1124,22 @@ impl Recording {
                     | EventKind::Resume
             )
         {
-            self.diff_locals(py, ident, frame, index, is_start);
+            // SAFETY: forwarded.
+            unsafe { self.diff_locals(py, layout, ident, at.frame, index, at.is_start) };
         }
     }
 
     /// Compares the frame's locals with their last recorded state and
     /// records what changed, attached to event `index` of the batch.
-    fn diff_locals(
+    ///
+    /// # Safety
+    /// As [`Recorder::dispatch`].
+    unsafe fn diff_locals(
         &mut self,
         py: Python<'_>,
+        layout: &Layout,
         ident: u64,
-        frame: *mut ffi::PyFrameObject,
+        frame: InterpreterFrame,
         index: u32,
         is_start: bool,
     ) {
@@ -998,28 +1160,22 @@ impl Recording {
             index,
             is_start,
         };
-        if top.namespace.is_some() {
-            // SAFETY: GIL held; `frame` is live for this callback.
-            unsafe { diff_namespace(py, &mut sink, top, frame) };
+        if let Some(namespace) = top.namespace.as_mut() {
+            // SAFETY: GIL held; the mapping is borrowed from the live frame.
+            unsafe { diff_namespace(py, &mut sink, namespace, layout.locals(frame)) };
             return;
         }
-        // SAFETY: GIL held; `frame` is live for this callback.
-        let Some(slots) = (unsafe { localsplus(frame) }) else {
-            self.vars_readable = false;
-            return;
-        };
-        let slot_kinds = Arc::clone(&top.slots);
-        if top.locals.len() < slot_kinds.len() {
-            top.locals.resize(slot_kinds.len(), None);
+        if top.locals.len() < top.slots.len() {
+            top.locals.resize(top.slots.len(), None);
         }
-        for (slot, &(name, kind)) in slot_kinds.iter().enumerate() {
+        for (slot, &(name, kind)) in top.slots.iter().enumerate() {
             // SAFETY: slot < the code's number of local slots; GIL held; the
             // value is borrowed from the live frame.
             unsafe {
                 sink.observe(
                     py,
                     &mut top.locals[slot],
-                    slot_value(slots, slot, kind),
+                    layout.slot(frame, slot, kind),
                     name,
                 )
             };
@@ -1042,290 +1198,28 @@ impl Recording {
     }
 }
 
-/// Everything needed to record variable changes at one event.
-struct VarSink<'a> {
-    batch: &'a mut EventBatch,
-    scratch: &'a mut String,
-    types: &'a mut FxHashMap<usize, (u32, Py<PyAny>)>,
-    strings: &'a mut FxHashMap<String, u32>,
-    writer: &'a mut TraceWriter,
-    max_repr: usize,
-    index: u32,
+/// The value an event carries.
+enum Value {
+    Object(*mut ffi::PyObject),
+    /// An exception rendered when it was raised (3.11's inferred events).
+    #[cfg_attr(Py_3_12, allow(dead_code, reason = "only 3.11 infers events"))]
+    Rendered {
+        type_name: u32,
+        text: String,
+    },
+}
+
+/// One event to append, as [`Recording::handle`] prepared it.
+struct EventSite {
+    kind: EventKind,
+    ts: u64,
+    code: *mut ffi::PyObject,
+    frame: InterpreterFrame,
+    /// The return or yielded value, or the exception.
+    value: Option<Value>,
+    exc_id: u64,
     is_start: bool,
-}
-
-impl VarSink<'_> {
-    fn intern(&mut self, text: &str) -> u32 {
-        if let Some(&id) = self.strings.get(text) {
-            return id;
-        }
-        let id = self.writer.define_string(text);
-        self.strings.insert(text.to_string(), id);
-        id
-    }
-
-    /// Compares `value` (null: unbound) with its last recorded state and
-    /// records the change, if any.
-    ///
-    /// # Safety
-    /// GIL held; `value` null or alive for the call.
-    unsafe fn observe(
-        &mut self,
-        py: Python<'_>,
-        previous: &mut Option<Shadow>,
-        value: *mut ffi::PyObject,
-        name: u32,
-    ) {
-        if value.is_null() {
-            if previous.take().is_some() {
-                self.batch.push_var(&VarRecord {
-                    event: self.index,
-                    name,
-                    change: VarChange::Deleted as u8,
-                    value: 0,
-                    type_name: 0,
-                });
-            }
-            return;
-        }
-        // SAFETY: forwarded from the caller.
-        let fingerprint = unsafe { fingerprint(value, self.max_repr) };
-        if let Some(shadow) = previous.as_ref()
-            && shadow.object == value as usize
-            // SAFETY: as above.
-            && (!unsafe { may_change_in_place(value) } || (fingerprint.is_some() && shadow.fingerprint == fingerprint))
-        {
-            return;
-        }
-        self.scratch.clear();
-        // SAFETY: as above.
-        unsafe { short_repr(value, self.max_repr, self.scratch) };
-        let change = match previous {
-            Some(shadow) if shadow.repr == *self.scratch => {
-                shadow.object = value as usize;
-                shadow.fingerprint = fingerprint;
-                return;
-            }
-            Some(_) => VarChange::Modified,
-            None if self.is_start => VarChange::Start,
-            None => VarChange::New,
-        };
-        match previous {
-            Some(shadow) => {
-                shadow.object = value as usize;
-                shadow.fingerprint = fingerprint;
-                shadow.repr.clear();
-                shadow.repr.push_str(self.scratch);
-            }
-            None => {
-                *previous = Some(Shadow {
-                    object: value as usize,
-                    repr: self.scratch.clone(),
-                    fingerprint,
-                });
-            }
-        }
-        let value_ref = self.batch.values.push(self.scratch);
-        // SAFETY: GIL held; borrowed value.
-        let bound = unsafe { Bound::from_borrowed_ptr(py, value) };
-        let t = bound.get_type();
-        let type_key = t.as_ptr() as usize;
-        let type_name = match self.types.get(&type_key) {
-            Some(&(id, _)) => id,
-            None => {
-                let name = t
-                    .qualname()
-                    .map(|n| n.to_string())
-                    .unwrap_or_else(|_| "?".into());
-                let id = self.intern(&name) + 1;
-                self.types.insert(type_key, (id, t.into_any().unbind()));
-                id
-            }
-        };
-        self.batch.push_var(&VarRecord {
-            event: self.index,
-            name,
-            change: change as u8,
-            value: value_ref,
-            type_name,
-        });
-    }
-}
-
-/// Module and class bodies keep their variables in a dict (`f_locals` is
-/// the namespace itself, no copy): every entry is a variable, as PySnooper
-/// shows them.
-///
-/// # Safety
-/// GIL held; `frame` live.
-unsafe fn diff_namespace(
-    py: Python<'_>,
-    sink: &mut VarSink<'_>,
-    top: &mut FrameState,
-    frame: *mut ffi::PyFrameObject,
-) {
-    // SAFETY: forwarded; entries are borrowed from the dict while no code runs.
-    unsafe {
-        let namespace = ffi::PyFrame_GetLocals(frame);
-        if namespace.is_null() {
-            ffi::PyErr_Clear();
-            return;
-        }
-        let Some(shadows) = top.namespace.as_mut() else {
-            ffi::Py_DecRef(namespace);
-            return;
-        };
-        if ffi::PyDict_Check(namespace) != 0 {
-            shadows.generation += 1;
-            let generation = shadows.generation;
-            let mut pos: ffi::Py_ssize_t = 0;
-            let (mut key, mut value) = (std::ptr::null_mut(), std::ptr::null_mut());
-            while ffi::PyDict_Next(namespace, &mut pos, &mut key, &mut value) != 0 {
-                if ffi::PyUnicode_Check(key) == 0 {
-                    continue;
-                }
-                let name = match Bound::from_borrowed_ptr(py, key)
-                    .extract::<std::borrow::Cow<'_, str>>()
-                {
-                    Ok(text) => sink.intern(&text),
-                    Err(_) => continue,
-                };
-                let entry = shadows.vars.entry(name).or_insert((None, generation));
-                entry.1 = generation;
-                sink.observe(py, &mut entry.0, value, name);
-            }
-            for (&name, (shadow, seen)) in shadows.vars.iter_mut() {
-                if *seen != generation {
-                    sink.observe(py, shadow, std::ptr::null_mut(), name);
-                }
-            }
-        }
-        ffi::Py_DecRef(namespace);
-    }
-}
-
-/// True for values whose repr can change while the object stays the same:
-/// mutable containers, and containers that may hold them.
-///
-/// # Safety
-/// GIL held, `value` valid.
-unsafe fn may_change_in_place(value: *mut ffi::PyObject) -> bool {
-    // SAFETY: comparing type pointers.
-    unsafe {
-        let t = ffi::Py_TYPE(value);
-        t == &raw mut ffi::PyList_Type
-            || t == &raw mut ffi::PyDict_Type
-            || t == &raw mut ffi::PySet_Type
-            || t == &raw mut ffi::PyByteArray_Type
-            || t == &raw mut ffi::PyTuple_Type
-            || t == &raw mut ffi::PyFrozenSet_Type
-    }
-}
-
-/// A hash of everything a container's repr is made of — the identities of
-/// its items, recursively through nested lists, tuples, dicts and sets, and
-/// their lengths — when that is at most `2 * max_repr + 16` objects (a repr
-/// cut to `max_repr` characters cannot show more). Immutable scalars and
-/// objects shown as `<Type object at 0x…>` have reprs fixed by their
-/// identity, so equal fingerprints of the same object mean an equal repr and
-/// the repr is not rendered again. `None` for anything else (a bytearray,
-/// an exception, a container too large to summarise): it is rendered.
-///
-/// # Safety
-/// GIL held, `value` valid.
-unsafe fn fingerprint(value: *mut ffi::PyObject, max_repr: usize) -> Option<u64> {
-    let mut budget = if max_repr == 0 {
-        1024
-    } else {
-        2 * max_repr + 16
-    };
-    let mut hash = 0x9e37_79b9_7f4a_7c15u64;
-    // SAFETY: forwarded.
-    let complete = unsafe { fingerprint_into(value, &mut budget, &mut hash, 0) };
-    // Only containers need it: scalars are compared by identity alone.
-    // SAFETY: as above.
-    (complete && unsafe { may_change_in_place(value) }).then_some(hash)
-}
-
-fn mix(hash: &mut u64, word: u64) {
-    *hash = (hash.rotate_left(5) ^ word).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-}
-
-/// # Safety
-/// GIL held, `value` valid.
-unsafe fn fingerprint_into(
-    value: *mut ffi::PyObject,
-    budget: &mut usize,
-    hash: &mut u64,
-    depth: usize,
-) -> bool {
-    if *budget == 0 || depth > 32 {
-        return false;
-    }
-    *budget -= 1;
-    mix(hash, value as u64);
-    // SAFETY: items are borrowed from their containers while no code runs.
-    unsafe {
-        let t = ffi::Py_TYPE(value);
-        if t == &raw mut ffi::PyList_Type || t == &raw mut ffi::PyTuple_Type {
-            let tuple = t == &raw mut ffi::PyTuple_Type;
-            let len = if tuple {
-                ffi::PyTuple_Size(value)
-            } else {
-                ffi::PyList_Size(value)
-            }
-            .max(0);
-            mix(hash, len as u64);
-            for i in 0..len {
-                let item = if tuple {
-                    ffi::PyTuple_GetItem(value, i)
-                } else {
-                    ffi::PyList_GetItem(value, i)
-                };
-                if item.is_null() || !fingerprint_into(item, budget, hash, depth + 1) {
-                    return false;
-                }
-            }
-            true
-        } else if t == &raw mut ffi::PyDict_Type {
-            mix(hash, ffi::PyDict_Size(value) as u64);
-            let mut pos: ffi::Py_ssize_t = 0;
-            let (mut key, mut item) = (std::ptr::null_mut(), std::ptr::null_mut());
-            while ffi::PyDict_Next(value, &mut pos, &mut key, &mut item) != 0 {
-                if !fingerprint_into(key, budget, hash, depth + 1)
-                    || !fingerprint_into(item, budget, hash, depth + 1)
-                {
-                    return false;
-                }
-            }
-            true
-        } else if t == &raw mut ffi::PySet_Type || t == &raw mut ffi::PyFrozenSet_Type {
-            let len = ffi::PySet_Size(value).max(0) as usize;
-            if len > *budget {
-                return false;
-            }
-            mix(hash, len as u64);
-            let iter = ffi::PyObject_GetIter(value);
-            if iter.is_null() {
-                ffi::PyErr_Clear();
-                return false;
-            }
-            let mut complete = true;
-            loop {
-                let item = ffi::PyIter_Next(iter);
-                if item.is_null() {
-                    break;
-                }
-                complete = complete && fingerprint_into(item, budget, hash, depth + 1);
-                ffi::Py_DecRef(item);
-            }
-            ffi::Py_DecRef(iter);
-            ffi::PyErr_Clear();
-            complete
-        } else {
-            crate::repr::repr_fixed_by_identity(value)
-        }
-    }
+    site: Site,
 }
 
 /// Number of frames in an exception's traceback (1 at its first raise).

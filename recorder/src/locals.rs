@@ -1,0 +1,320 @@
+//! Variable changes: comparing a frame's locals with their last recorded
+//! state, with PySnooper's semantics (contract §3).
+//!
+//! A value is rendered only when it may have changed: a local bound to the
+//! same object as before is skipped outright when its repr is fixed by its
+//! identity (scalars, `<Type object at 0x…>` objects), and containers are
+//! compared through a [`fingerprint`] of the identities of everything their
+//! cut repr shows, so an unchanged list is not rendered again while an
+//! in-place mutation is still seen.
+
+use chronolog_format::{EventBatch, TraceWriter, VarChange, VarRecord};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use rustc_hash::FxHashMap;
+
+use crate::repr::short_repr;
+
+/// Last recorded value of one local.
+#[derive(Debug, Clone)]
+pub(crate) struct Shadow {
+    object: usize,
+    repr: String,
+    /// For containers: what their cut repr depends on (see [`fingerprint`]).
+    fingerprint: Option<u64>,
+}
+
+/// Last recorded state of a namespace's variables, by name id, with the
+/// generation of the diff that last saw each (to find deleted ones).
+#[derive(Debug, Default)]
+pub(crate) struct NamespaceShadow {
+    vars: FxHashMap<u32, (Option<Shadow>, u64)>,
+    generation: u64,
+}
+
+/// Everything needed to record variable changes at one event.
+pub(crate) struct VarSink<'a> {
+    pub(crate) batch: &'a mut EventBatch,
+    pub(crate) scratch: &'a mut String,
+    pub(crate) types: &'a mut FxHashMap<usize, (u32, Py<PyAny>)>,
+    pub(crate) strings: &'a mut FxHashMap<String, u32>,
+    pub(crate) writer: &'a mut TraceWriter,
+    pub(crate) max_repr: usize,
+    pub(crate) index: u32,
+    pub(crate) is_start: bool,
+}
+
+impl VarSink<'_> {
+    pub(crate) fn intern(&mut self, text: &str) -> u32 {
+        if let Some(&id) = self.strings.get(text) {
+            return id;
+        }
+        let id = self.writer.define_string(text);
+        self.strings.insert(text.to_string(), id);
+        id
+    }
+
+    /// Compares `value` (null: unbound) with its last recorded state and
+    /// records the change, if any.
+    ///
+    /// # Safety
+    /// GIL held; `value` null or alive for the call.
+    pub(crate) unsafe fn observe(
+        &mut self,
+        py: Python<'_>,
+        previous: &mut Option<Shadow>,
+        value: *mut ffi::PyObject,
+        name: u32,
+    ) {
+        if value.is_null() {
+            if previous.take().is_some() {
+                self.batch.push_var(&VarRecord {
+                    event: self.index,
+                    name,
+                    change: VarChange::Deleted as u8,
+                    value: 0,
+                    type_name: 0,
+                });
+            }
+            return;
+        }
+        // SAFETY: forwarded from the caller.
+        let mutable = unsafe { may_change_in_place(value) };
+        let same_object = previous
+            .as_ref()
+            .is_some_and(|shadow| shadow.object == value as usize);
+        if same_object && !mutable {
+            return;
+        }
+        let fingerprint = if mutable {
+            // SAFETY: as above.
+            unsafe { fingerprint(value, self.max_repr) }
+        } else {
+            None
+        };
+        if same_object
+            && fingerprint.is_some()
+            && previous
+                .as_ref()
+                .is_some_and(|s| s.fingerprint == fingerprint)
+        {
+            return;
+        }
+        self.scratch.clear();
+        // SAFETY: as above.
+        unsafe { short_repr(value, self.max_repr, self.scratch) };
+        let change = match previous {
+            Some(shadow) if shadow.repr == *self.scratch => {
+                shadow.object = value as usize;
+                shadow.fingerprint = fingerprint;
+                return;
+            }
+            Some(_) => VarChange::Modified,
+            None if self.is_start => VarChange::Start,
+            None => VarChange::New,
+        };
+        match previous {
+            Some(shadow) => {
+                shadow.object = value as usize;
+                shadow.fingerprint = fingerprint;
+                shadow.repr.clear();
+                shadow.repr.push_str(self.scratch);
+            }
+            None => {
+                *previous = Some(Shadow {
+                    object: value as usize,
+                    repr: self.scratch.clone(),
+                    fingerprint,
+                });
+            }
+        }
+        let value_ref = self.batch.values.push(self.scratch);
+        // SAFETY: GIL held; borrowed value.
+        let bound = unsafe { Bound::from_borrowed_ptr(py, value) };
+        let t = bound.get_type();
+        let type_key = t.as_ptr() as usize;
+        let type_name = match self.types.get(&type_key) {
+            Some(&(id, _)) => id,
+            None => {
+                let name = t
+                    .qualname()
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|_| "?".into());
+                let id = self.intern(&name) + 1;
+                self.types.insert(type_key, (id, t.into_any().unbind()));
+                id
+            }
+        };
+        self.batch.push_var(&VarRecord {
+            event: self.index,
+            name,
+            change: change as u8,
+            value: value_ref,
+            type_name,
+        });
+    }
+}
+
+/// Module and class bodies keep their variables in a dict (the frame's
+/// locals mapping is the namespace itself, no copy): every entry is a
+/// variable, as PySnooper shows them.
+///
+/// # Safety
+/// GIL held; `namespace` null or a live mapping borrowed from the frame.
+pub(crate) unsafe fn diff_namespace(
+    py: Python<'_>,
+    sink: &mut VarSink<'_>,
+    shadows: &mut NamespaceShadow,
+    namespace: *mut ffi::PyObject,
+) {
+    // SAFETY: forwarded; entries are borrowed from the dict while no code runs.
+    unsafe {
+        if namespace.is_null() || ffi::PyDict_Check(namespace) == 0 {
+            return;
+        }
+        shadows.generation += 1;
+        let generation = shadows.generation;
+        let mut pos: ffi::Py_ssize_t = 0;
+        let (mut key, mut value) = (std::ptr::null_mut(), std::ptr::null_mut());
+        while ffi::PyDict_Next(namespace, &mut pos, &mut key, &mut value) != 0 {
+            if ffi::PyUnicode_Check(key) == 0 {
+                continue;
+            }
+            let name =
+                match Bound::from_borrowed_ptr(py, key).extract::<std::borrow::Cow<'_, str>>() {
+                    Ok(text) => sink.intern(&text),
+                    Err(_) => continue,
+                };
+            let entry = shadows.vars.entry(name).or_insert((None, generation));
+            entry.1 = generation;
+            sink.observe(py, &mut entry.0, value, name);
+        }
+        for (&name, (shadow, seen)) in shadows.vars.iter_mut() {
+            if *seen != generation {
+                sink.observe(py, shadow, std::ptr::null_mut(), name);
+            }
+        }
+    }
+}
+
+/// True for values whose repr can change while the object stays the same:
+/// mutable containers, and containers that may hold them.
+///
+/// # Safety
+/// GIL held, `value` valid.
+unsafe fn may_change_in_place(value: *mut ffi::PyObject) -> bool {
+    // SAFETY: comparing type pointers.
+    unsafe {
+        let t = ffi::Py_TYPE(value);
+        t == &raw mut ffi::PyList_Type
+            || t == &raw mut ffi::PyDict_Type
+            || t == &raw mut ffi::PySet_Type
+            || t == &raw mut ffi::PyByteArray_Type
+            || t == &raw mut ffi::PyTuple_Type
+            || t == &raw mut ffi::PyFrozenSet_Type
+    }
+}
+
+/// A hash of everything a container's repr is made of — the identities of
+/// its items, recursively through nested lists, tuples, dicts and sets, and
+/// their lengths — when that is at most `2 * max_repr + 16` objects (a repr
+/// cut to `max_repr` characters cannot show more). Immutable scalars and
+/// objects shown as `<Type object at 0x…>` have reprs fixed by their
+/// identity, so equal fingerprints of the same object mean an equal repr and
+/// the repr is not rendered again. `None` for anything else (a bytearray,
+/// an exception, a container too large to summarise): it is rendered.
+///
+/// # Safety
+/// GIL held, `value` valid.
+unsafe fn fingerprint(value: *mut ffi::PyObject, max_repr: usize) -> Option<u64> {
+    let mut budget = if max_repr == 0 {
+        1024
+    } else {
+        2 * max_repr + 16
+    };
+    let mut hash = 0x9e37_79b9_7f4a_7c15u64;
+    // SAFETY: forwarded.
+    let complete = unsafe { fingerprint_into(value, &mut budget, &mut hash, 0) };
+    complete.then_some(hash)
+}
+
+fn mix(hash: &mut u64, word: u64) {
+    *hash = (hash.rotate_left(5) ^ word).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+}
+
+/// # Safety
+/// GIL held, `value` valid.
+unsafe fn fingerprint_into(
+    value: *mut ffi::PyObject,
+    budget: &mut usize,
+    hash: &mut u64,
+    depth: usize,
+) -> bool {
+    if *budget == 0 || depth > 32 {
+        return false;
+    }
+    *budget -= 1;
+    mix(hash, value as u64);
+    // SAFETY: items are borrowed from their containers while no code runs.
+    unsafe {
+        let t = ffi::Py_TYPE(value);
+        if t == &raw mut ffi::PyList_Type || t == &raw mut ffi::PyTuple_Type {
+            let tuple = t == &raw mut ffi::PyTuple_Type;
+            let len = if tuple {
+                ffi::PyTuple_Size(value)
+            } else {
+                ffi::PyList_Size(value)
+            }
+            .max(0);
+            mix(hash, len as u64);
+            for i in 0..len {
+                let item = if tuple {
+                    ffi::PyTuple_GetItem(value, i)
+                } else {
+                    ffi::PyList_GetItem(value, i)
+                };
+                if item.is_null() || !fingerprint_into(item, budget, hash, depth + 1) {
+                    return false;
+                }
+            }
+            true
+        } else if t == &raw mut ffi::PyDict_Type {
+            mix(hash, ffi::PyDict_Size(value) as u64);
+            let mut pos: ffi::Py_ssize_t = 0;
+            let (mut key, mut item) = (std::ptr::null_mut(), std::ptr::null_mut());
+            while ffi::PyDict_Next(value, &mut pos, &mut key, &mut item) != 0 {
+                if !fingerprint_into(key, budget, hash, depth + 1)
+                    || !fingerprint_into(item, budget, hash, depth + 1)
+                {
+                    return false;
+                }
+            }
+            true
+        } else if t == &raw mut ffi::PySet_Type || t == &raw mut ffi::PyFrozenSet_Type {
+            let len = ffi::PySet_Size(value).max(0) as usize;
+            if len > *budget {
+                return false;
+            }
+            mix(hash, len as u64);
+            let iter = ffi::PyObject_GetIter(value);
+            if iter.is_null() {
+                ffi::PyErr_Clear();
+                return false;
+            }
+            let mut complete = true;
+            loop {
+                let item = ffi::PyIter_Next(iter);
+                if item.is_null() {
+                    break;
+                }
+                complete = complete && fingerprint_into(item, budget, hash, depth + 1);
+                ffi::Py_DecRef(item);
+            }
+            ffi::Py_DecRef(iter);
+            ffi::PyErr_Clear();
+            complete
+        } else {
+            crate::repr::repr_fixed_by_identity(value)
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! The `sys.monitoring` backend (CPython 3.12+).
+//!
+//! `PY_START`, `PY_THROW` and the exception events are global; `LINE`,
+//! `PY_RETURN`, `PY_YIELD` and `PY_RESUME` are turned on per code object,
+//! only for code in scope (decided once, at its first `PY_START`); out-of-scope
+//! code gets `DISABLE` and costs nothing afterwards.
+//!
+//! The callbacks are plain C functions (`METH_FASTCALL`) bound to the
+//! recorder object: no argument parsing, no Python object created per event.
+//! Each finds its frame through the thread state (`Layout::frame_running`),
+//! so no frame object is ever created.
+
+use std::ffi::CStr;
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::PyCFunction;
+
+use crate::recording::{Backend, Hook, Recorder, Site, Verdict};
+
+const TOOL_NAME: &str = "chronolog";
+
+/// `sys.monitoring.DISABLE` (one object for the interpreter's life, kept
+/// alive by every [`Monitoring`]).
+static DISABLE: std::sync::atomic::AtomicPtr<ffi::PyObject> =
+    std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+
+/// The `sys.monitoring` tool of one recording.
+pub(crate) struct Monitoring {
+    monitoring: Py<PyAny>,
+    /// Keeps [`DISABLE`] alive.
+    _disable: Py<PyAny>,
+    tool: u8,
+    /// Bit of each of [`CALLBACKS`]' events, in order.
+    event_bits: Vec<i64>,
+    global_events: i64,
+    local_events: i64,
+}
+
+impl Monitoring {
+    pub(crate) fn new(py: Python<'_>, lines: bool) -> PyResult<Monitoring> {
+        let monitoring = py.import("sys")?.getattr("monitoring")?;
+        let mut tool = None;
+        for candidate in [2u8, 3, 4, 0] {
+            if monitoring.call_method1("get_tool", (candidate,))?.is_none() {
+                tool = Some(candidate);
+                break;
+            }
+        }
+        let Some(tool) = tool else {
+            return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "every sys.monitoring tool id is taken",
+            ));
+        };
+        let events = monitoring.getattr("events")?;
+        let bit = |name: &str| -> PyResult<i64> { events.getattr(name)?.extract() };
+        let event_bits = CALLBACKS
+            .iter()
+            .map(|(name, _)| bit(name))
+            .collect::<PyResult<Vec<i64>>>()?;
+        let mut global_events = 0;
+        for name in GLOBAL_EVENTS {
+            global_events |= bit(name)?;
+        }
+        let mut local_events = 0;
+        for name in LOCAL_EVENTS {
+            if lines || *name != "LINE" {
+                local_events |= bit(name)?;
+            }
+        }
+        let disable = monitoring.getattr("DISABLE")?.unbind();
+        DISABLE.store(disable.as_ptr(), std::sync::atomic::Ordering::Relaxed);
+        Ok(Monitoring {
+            _disable: disable,
+            monitoring: monitoring.unbind(),
+            tool,
+            event_bits,
+            global_events,
+            local_events,
+        })
+    }
+}
+
+impl Backend for Monitoring {
+    fn name(&self) -> &'static str {
+        "sys.monitoring"
+    }
+
+    fn install(&self, recorder: &Bound<'_, Recorder>) -> PyResult<()> {
+        let py = recorder.py();
+        let monitoring = self.monitoring.bind(py);
+        monitoring.call_method1("use_tool_id", (self.tool, TOOL_NAME))?;
+        for ((_, def), event) in CALLBACKS.iter().zip(&self.event_bits) {
+            // SAFETY: the definitions are static; the function keeps the
+            // recorder alive as its `self`.
+            let function = unsafe {
+                Bound::from_owned_ptr_or_err(
+                    py,
+                    ffi::PyCFunction_NewEx(def.get(), recorder.as_ptr(), std::ptr::null_mut()),
+                )?
+            }
+            .cast_into::<PyCFunction>()?;
+            monitoring.call_method1("register_callback", (self.tool, event, function))?;
+        }
+        monitoring.call_method1("set_events", (self.tool, self.global_events))?;
+        Ok(())
+    }
+
+    fn enable(&self, code: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.monitoring
+            .bind(code.py())
+            .call_method1("set_local_events", (self.tool, code, self.local_events))?;
+        Ok(())
+    }
+
+    fn remove(&self, py: Python<'_>, enabled: &[Py<PyAny>]) -> PyResult<()> {
+        let monitoring = self.monitoring.bind(py);
+        if monitoring
+            .call_method1("get_tool", (self.tool,))?
+            .extract::<Option<String>>()?
+            .as_deref()
+            != Some(TOOL_NAME)
+        {
+            return Ok(());
+        }
+        monitoring.call_method1("set_events", (self.tool, 0))?;
+        for code in enabled {
+            monitoring.call_method1("set_local_events", (self.tool, code, 0))?;
+        }
+        for event in &self.event_bits {
+            monitoring.call_method1("register_callback", (self.tool, event, py.None()))?;
+        }
+        monitoring.call_method1("free_tool_id", (self.tool,))?;
+        Ok(())
+    }
+}
+
+/// A `PyMethodDef` in a static (CPython keeps a pointer to it).
+struct MethodDef(std::cell::UnsafeCell<ffi::PyMethodDef>);
+
+// SAFETY: never mutated after construction; CPython only reads it.
+unsafe impl Sync for MethodDef {}
+
+impl MethodDef {
+    const fn new(name: &'static CStr, function: ffi::PyCFunctionFast) -> MethodDef {
+        MethodDef(std::cell::UnsafeCell::new(ffi::PyMethodDef {
+            ml_name: name.as_ptr(),
+            ml_meth: ffi::PyMethodDefPointer {
+                PyCFunctionFast: function,
+            },
+            ml_flags: ffi::METH_FASTCALL,
+            ml_doc: std::ptr::null(),
+        }))
+    }
+
+    fn get(&self) -> *mut ffi::PyMethodDef {
+        self.0.get()
+    }
+}
+
+macro_rules! callbacks {
+    ($($event:ident => $hook:ident as $name:ident),* $(,)?) => {
+        $(
+            unsafe extern "C" fn $name(
+                slf: *mut ffi::PyObject,
+                args: *mut *mut ffi::PyObject,
+                nargs: ffi::Py_ssize_t,
+            ) -> *mut ffi::PyObject {
+                // SAFETY: called by CPython with the GIL held, `self` the
+                // recorder and `nargs` arguments.
+                unsafe { callback(slf, args, nargs, Hook::$hook) }
+            }
+        )*
+        static CALLBACKS: [(&str, MethodDef); 10] = [
+            $((stringify!($event), MethodDef::new(
+                // The callback's name, as Python shows it.
+                match CStr::from_bytes_with_nul(concat!(stringify!($name), "\0").as_bytes()) {
+                    Ok(name) => name,
+                    Err(_) => panic!("callback name"),
+                },
+                $name,
+            ))),*
+        ];
+    };
+}
+
+/// Events on for all code.
+const GLOBAL_EVENTS: &[&str] = &[
+    "PY_START",
+    "PY_THROW",
+    "RAISE",
+    "RERAISE",
+    "EXCEPTION_HANDLED",
+    "PY_UNWIND",
+];
+/// Events on for code in scope only.
+const LOCAL_EVENTS: &[&str] = &["LINE", "PY_RETURN", "PY_YIELD", "PY_RESUME"];
+
+callbacks! {
+    PY_START => Start as on_start,
+    PY_RESUME => Resume as on_resume,
+    PY_THROW => Throw as on_throw,
+    LINE => Line as on_line,
+    PY_RETURN => Return as on_return,
+    PY_YIELD => Yield as on_yield,
+    RAISE => Raise as on_raise,
+    RERAISE => Reraise as on_reraise,
+    EXCEPTION_HANDLED => Handled as on_handled,
+    PY_UNWIND => Unwind as on_unwind,
+}
+
+/// Every callback: `(code, offset_or_line[, value_or_exception])`.
+///
+/// # Safety
+/// GIL held; `slf` the recorder; `args` holds `nargs` live objects.
+unsafe fn callback(
+    slf: *mut ffi::PyObject,
+    args: *const *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    hook: Hook,
+) -> *mut ffi::PyObject {
+    // SAFETY: CPython calls callbacks with the GIL held.
+    let py = unsafe { Python::assume_attached() };
+    // SAFETY: `slf` is the recorder this function was bound to.
+    let recorder = unsafe { Bound::ref_from_ptr(py, &slf).cast_unchecked::<Recorder>() }.get();
+    let mut verdict = Verdict::Ignore;
+    if nargs >= 2 {
+        // SAFETY: `nargs` arguments are readable.
+        let (code, number, arg) = unsafe {
+            (
+                *args,
+                ffi::PyLong_AsLong(*args.add(1)),
+                if nargs >= 3 {
+                    *args.add(2)
+                } else {
+                    std::ptr::null_mut()
+                },
+            )
+        };
+        let exception_hook = matches!(
+            hook,
+            Hook::Throw | Hook::Raise | Hook::Reraise | Hook::Handled | Hook::Unwind
+        );
+        // SAFETY: a type check of a live object.
+        if exception_hook && (arg.is_null() || unsafe { ffi::PyExceptionInstance_Check(arg) } == 0)
+        {
+            // Not what this event carries: nothing to record.
+            // SAFETY: the None singleton, returned as a new reference.
+            return unsafe { ffi::Py_NewRef(ffi::Py_None()) };
+        }
+        if number == -1 {
+            // SAFETY: GIL held; a line or offset out of range is dropped.
+            unsafe { ffi::PyErr_Clear() };
+        }
+        let site = if hook == Hook::Line {
+            Site::Line(u32::try_from(number).unwrap_or(0))
+        } else {
+            Site::Offset(i32::try_from(number).unwrap_or(0))
+        };
+        // SAFETY: GIL held; objects alive for the call.
+        verdict = unsafe {
+            let frame = recorder.layout.frame_running(code);
+            recorder.dispatch(py, hook, code, frame, arg, site)
+        };
+    }
+    let result = match verdict {
+        Verdict::Disable => DISABLE.load(std::sync::atomic::Ordering::Relaxed),
+        // SAFETY: the None singleton.
+        _ => unsafe { ffi::Py_None() },
+    };
+    // SAFETY: returning a new reference.
+    unsafe { ffi::Py_IncRef(result) };
+    result
+}
