@@ -220,6 +220,31 @@ pub struct EventBatch {
 }
 
 impl EventBatch {
+    /// An empty batch with room for `events` events and `vars` variable
+    /// changes (filling a batch from empty would reallocate every column
+    /// about twenty times).
+    pub fn with_capacity(events: usize, vars: usize) -> EventBatch {
+        EventBatch {
+            seq: Vec::with_capacity(events),
+            ts_ns: Vec::with_capacity(events),
+            thread: Vec::with_capacity(events),
+            kind: Vec::with_capacity(events),
+            frame: Vec::with_capacity(events),
+            depth: Vec::with_capacity(events),
+            code: Vec::with_capacity(events),
+            line: Vec::with_capacity(events),
+            arg: Vec::with_capacity(events),
+            arg_type: Vec::with_capacity(events),
+            exc_id: Vec::with_capacity(events),
+            var_event: Vec::with_capacity(vars),
+            var_name: Vec::with_capacity(vars),
+            var_change: Vec::with_capacity(vars),
+            var_value: Vec::with_capacity(vars),
+            var_type: Vec::with_capacity(vars),
+            values: Values::default(),
+        }
+    }
+
     /// Number of events.
     pub fn len(&self) -> usize {
         self.seq.len()

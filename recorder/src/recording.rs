@@ -275,7 +275,7 @@ impl Recorder {
                 lines,
                 max_repr,
             },
-            batch: EventBatch::default(),
+            batch: EventBatch::with_capacity(BATCH_EVENTS, BATCH_EVENTS / 2),
             started: Instant::now(),
             last_flush_ns: 0,
             seq: 0,
@@ -1193,7 +1193,8 @@ impl Recording {
             return Ok(());
         }
         self.last_flush_ns = ts;
-        let batch = std::mem::take(&mut self.batch);
+        let next = EventBatch::with_capacity(BATCH_EVENTS, BATCH_EVENTS / 2);
+        let batch = std::mem::replace(&mut self.batch, next);
         self.writer.write_batch(batch).map_err(|e| e.to_string())
     }
 }

@@ -213,13 +213,54 @@ unsafe fn str_contents<'a>(text: *mut ffi::PyObject) -> Option<&'a str> {
 
 /// `<module.QualName object at 0x…>`, as `object.__repr__` renders it.
 ///
+/// The part before the address is composed once per type and kept (with a
+/// reference to the type, so that its address is never another type's):
+/// objects of user classes are the most common values of all, and looking
+/// their names up in the type's dict each time cost more than everything
+/// else about recording them.
+///
 /// # Safety
 /// GIL held, `obj` valid.
 unsafe fn object_form(obj: *mut ffi::PyObject) -> String {
-    // SAFETY: reading the type's name and dict runs no user code.
+    // SAFETY: the GIL serialises every use; the prefixes' types are kept alive.
     unsafe {
         let t = type_of(obj);
-        let mut name = String::new();
+        let mut prefixes = OBJECT_PREFIXES
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let prefixes = prefixes.get_or_insert_with(Default::default);
+        if prefixes.len() >= MAX_OBJECT_PREFIXES {
+            for &t in prefixes.keys() {
+                ffi::Py_DecRef(t as *mut ffi::PyObject);
+            }
+            prefixes.clear();
+        }
+        let prefix = prefixes.entry(t as usize).or_insert_with(|| {
+            ffi::Py_IncRef(t.cast());
+            object_prefix(t).into_boxed_str()
+        });
+        let mut text = String::with_capacity(prefix.len() + 20);
+        text.push_str(prefix);
+        push_hex_address(&mut text, obj as usize);
+        text.push('>');
+        text
+    }
+}
+
+/// `object_form` prefixes by type address (each type holds a reference).
+static OBJECT_PREFIXES: std::sync::Mutex<Option<rustc_hash::FxHashMap<usize, Box<str>>>> =
+    std::sync::Mutex::new(None);
+/// Types whose prefixes are kept at most (then the cache starts over).
+const MAX_OBJECT_PREFIXES: usize = 4096;
+
+/// `<module.QualName object at ` for instances of `t`.
+///
+/// # Safety
+/// GIL held, `t` valid.
+unsafe fn object_prefix(t: *mut ffi::PyTypeObject) -> String {
+    // SAFETY: reading the type's name and dict runs no user code.
+    unsafe {
+        let mut name = String::from("<");
         let module = type_module(t);
         if let Some(module) = module.as_deref()
             && module != "builtins"
@@ -241,7 +282,18 @@ unsafe fn object_form(obj: *mut ffi::PyObject) -> String {
         if !qualname.is_null() {
             ffi::Py_DecRef(qualname);
         }
-        format!("<{name} object at {obj:p}>")
+        name.push_str(" object at ");
+        name
+    }
+}
+
+/// `0x…` in lowercase hex, as `%p` prints an address.
+fn push_hex_address(out: &mut String, address: usize) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    out.push_str("0x");
+    let width = (usize::BITS - address.leading_zeros()).div_ceil(4).max(1);
+    for i in (0..width).rev() {
+        out.push(char::from(DIGITS[(address >> (4 * i)) & 0xf]));
     }
 }
 
@@ -1088,6 +1140,20 @@ impl Tail {
                 self.put(if frozen { "frozenset({" } else { "{" });
             }
             self.stack.pop();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::push_hex_address;
+
+    #[test]
+    fn addresses_print_as_pointers_do() {
+        for address in [0usize, 1, 0xf, 0x10, 0x7f12_3456_789a, usize::MAX] {
+            let mut text = String::new();
+            push_hex_address(&mut text, address);
+            assert_eq!(text, format!("{:p}", address as *const u8));
         }
     }
 }
