@@ -49,3 +49,38 @@ def write_synthetic(
     """Write a deterministic synthetic trace (for the demo and tests, until
     the recorder lands). Returns ``bytes``, ``chunks``, ``events`` and
     ``var_changes``."""
+
+class Recorder:
+    """The native recorder behind :class:`chronolog.Recording` (internal:
+    use :func:`chronolog.record` / :func:`chronolog.start`)."""
+
+    def __init__(
+        self,
+        path: str,
+        header: list[tuple[str, str]],
+        *,
+        include: list[str],
+        exclude: list[str],
+        stdlib: bool,
+        library_dirs: list[str],
+        own_dirs: list[str],
+        vars: bool,
+        lines: bool,
+        max_repr: int,
+        on_failure: Any,
+        thread_info: Any,
+    ) -> None: ...
+    def install(self) -> None:
+        """Starts recording in every thread."""
+    def __call__(self, frame: Any, event: str, arg: Any) -> None:
+        """As a trace function (3.11): puts the C trace hook in this thread."""
+    def add_meta(self, key: str, value: str) -> None: ...
+    def abandon(self) -> None:
+        """After fork() in the child: forget the parent's recording."""
+    @property
+    def active(self) -> bool: ...
+    def stop(self) -> dict[str, Any] | None:
+        """Stops recording and completes the file."""
+
+def safe_repr(value: object, max_repr: int = 100) -> str:
+    """The sanitized repr the recorder stores for ``value``."""

@@ -261,19 +261,29 @@ unsafe fn fingerprint_into(
         if t == &raw mut ffi::PyList_Type || t == &raw mut ffi::PyTuple_Type {
             let tuple = t == &raw mut ffi::PyTuple_Type;
             let len = if tuple {
-                ffi::PyTuple_Size(value)
+                ffi::PyTuple_GET_SIZE(value)
             } else {
-                ffi::PyList_Size(value)
+                ffi::PyList_GET_SIZE(value)
             }
             .max(0);
             mix(hash, len as u64);
             for i in 0..len {
                 let item = if tuple {
-                    ffi::PyTuple_GetItem(value, i)
+                    ffi::PyTuple_GET_ITEM(value, i)
                 } else {
-                    ffi::PyList_GetItem(value, i)
+                    ffi::PyList_GET_ITEM(value, i)
                 };
-                if item.is_null() || !fingerprint_into(item, budget, hash, depth + 1) {
+                if item.is_null() {
+                    return false;
+                }
+                // Most items are plain scalars: no need to look further.
+                if is_plain_scalar(item) {
+                    if *budget == 0 {
+                        return false;
+                    }
+                    *budget -= 1;
+                    mix(hash, item as u64);
+                } else if !fingerprint_into(item, budget, hash, depth + 1) {
                     return false;
                 }
             }
@@ -316,5 +326,23 @@ unsafe fn fingerprint_into(
         } else {
             crate::repr::repr_fixed_by_identity(value)
         }
+    }
+}
+
+/// Immutable scalars whose repr is fixed by their identity: int, float,
+/// str, bytes, bool and None.
+///
+/// # Safety
+/// GIL held, `value` valid.
+unsafe fn is_plain_scalar(value: *mut ffi::PyObject) -> bool {
+    // SAFETY: comparing type pointers.
+    unsafe {
+        let t = ffi::Py_TYPE(value);
+        t == &raw mut ffi::PyFloat_Type
+            || t == &raw mut ffi::PyLong_Type
+            || t == &raw mut ffi::PyUnicode_Type
+            || t == &raw mut ffi::PyBool_Type
+            || t == &raw mut ffi::PyBytes_Type
+            || value == ffi::Py_None()
     }
 }

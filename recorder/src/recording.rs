@@ -135,6 +135,46 @@ struct ThreadState {
     stack: Vec<FrameState>,
 }
 
+/// The recorded threads by `threading` ident, with the last one looked up
+/// remembered: consecutive events nearly always come from the same thread,
+/// and an event looks its thread up several times.
+#[derive(Debug, Default)]
+struct Threads {
+    states: Vec<ThreadState>,
+    index: FxHashMap<u64, usize>,
+    last: std::cell::Cell<Option<(u64, usize)>>,
+}
+
+impl Threads {
+    fn slot(&self, ident: u64) -> Option<usize> {
+        if let Some((last, slot)) = self.last.get()
+            && last == ident
+        {
+            return Some(slot);
+        }
+        let slot = *self.index.get(&ident)?;
+        self.last.set(Some((ident, slot)));
+        Some(slot)
+    }
+
+    fn get(&self, ident: &u64) -> Option<&ThreadState> {
+        self.slot(*ident).map(|slot| &self.states[slot])
+    }
+
+    fn get_mut(&mut self, ident: &u64) -> Option<&mut ThreadState> {
+        self.slot(*ident).map(|slot| &mut self.states[slot])
+    }
+
+    fn contains_key(&self, ident: &u64) -> bool {
+        self.slot(*ident).is_some()
+    }
+
+    fn insert(&mut self, ident: u64, state: ThreadState) {
+        self.index.insert(ident, self.states.len());
+        self.states.push(state);
+    }
+}
+
 /// Everything a recording holds while it runs.
 #[derive(Debug)]
 pub(crate) struct Recording {
@@ -150,7 +190,7 @@ pub(crate) struct Recording {
     /// Type object address -> string id + 1 of its name (types kept alive).
     types: FxHashMap<usize, (u32, Py<PyAny>)>,
     codes: FxHashMap<usize, CodeEntry>,
-    threads: FxHashMap<u64, ThreadState>,
+    threads: Threads,
     /// Generator and coroutine frames between a yield and their resumption.
     pub(crate) suspended: FxHashMap<usize, FrameState>,
     /// Exception object address -> its identity, while it propagates.
@@ -284,7 +324,7 @@ impl Recorder {
             strings: FxHashMap::default(),
             types: FxHashMap::default(),
             codes: FxHashMap::default(),
-            threads: FxHashMap::default(),
+            threads: Threads::default(),
             suspended: FxHashMap::default(),
             exceptions: FxHashMap::default(),
             sources: FxHashSet::default(),
@@ -584,15 +624,14 @@ impl Recording {
             site,
         } = *report;
         let code_key = code as usize;
-        let code_id = match self.codes.get(&code_key) {
-            Some(entry) => entry.state.as_ref().map(|s| s.id),
+        let (code_id, needs_enable) = match self.codes.get(&code_key) {
+            Some(entry) => (entry.state.as_ref().map(|s| s.id), !entry.enabled),
             None => {
                 // SAFETY: forwarded.
                 unsafe { self.register_code(py, layout, code, frame)? };
-                self.codes
-                    .get(&code_key)
-                    .and_then(|e| e.state.as_ref())
-                    .map(|s| s.id)
+                self.codes.get(&code_key).map_or((None, false), |e| {
+                    (e.state.as_ref().map(|s| s.id), !e.enabled)
+                })
             }
         };
         if code_id.is_none() {
@@ -706,14 +745,11 @@ impl Recording {
             }
         }
         self.maybe_flush(ts)?;
-        let entry = self.codes.get_mut(&code_key);
-        Ok(match entry {
-            Some(entry) if !entry.enabled => {
-                entry.enabled = true;
-                Verdict::Enable
-            }
-            _ => Verdict::Ignore,
-        })
+        if needs_enable && let Some(entry) = self.codes.get_mut(&code_key) {
+            entry.enabled = true;
+            return Ok(Verdict::Enable);
+        }
+        Ok(Verdict::Ignore)
     }
 
     /// Registers the code of a frame that was running before recording

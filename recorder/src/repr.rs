@@ -825,6 +825,31 @@ fn push_int(out: &mut String, value: i64) -> usize {
     buf.len() - i + usize::from(value < 0)
 }
 
+/// A short text formatted on the stack (longer output is cut).
+#[derive(Default)]
+struct StackText {
+    bytes: [u8; 32],
+    len: usize,
+}
+
+impl StackText {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or("0e0")
+    }
+}
+
+impl std::fmt::Write for StackText {
+    fn write_str(&mut self, text: &str) -> std::fmt::Result {
+        let end = self.len + text.len();
+        if end > self.bytes.len() {
+            return Err(std::fmt::Error);
+        }
+        self.bytes[self.len..end].copy_from_slice(text.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
 /// Appends `repr(value)` for a float: the shortest digits that read back
 /// as the same float (as Rust's `{:e}` gives them), laid out as CPython
 /// does — exponent form when the decimal point would sit more than 16
@@ -840,14 +865,9 @@ pub(crate) fn push_float(out: &mut String, value: f64) {
         return;
     }
     // The shortest round-trip digits, formatted on the stack.
-    let mut buf = [0u8; 32];
-    let scientific = {
-        use std::io::Write;
-        let mut cursor = std::io::Cursor::new(&mut buf[..]);
-        let _ = write!(cursor, "{value:e}");
-        let len = cursor.position() as usize;
-        std::str::from_utf8(&buf[..len]).unwrap_or("0e0")
-    };
+    let mut buf = StackText::default();
+    let _ = std::fmt::Write::write_fmt(&mut buf, format_args!("{value:e}"));
+    let scientific = buf.as_str();
     let (mantissa, exponent) = scientific.split_once('e').unwrap_or((scientific, "0"));
     let exponent: i32 = exponent.parse().unwrap_or(0);
     let (negative, mantissa) = match mantissa.strip_prefix('-') {
