@@ -10,6 +10,7 @@
 //! GIL around the Rust work, and maps [`chronolog_format::FormatError`] to
 //! `chronolog.TraceError` (see `error.rs`).
 
+mod clock;
 mod error;
 mod frames;
 mod locals;
@@ -19,6 +20,7 @@ mod reading;
 mod recording;
 mod repr;
 mod scope;
+mod spinlock;
 #[cfg(not(Py_3_12))]
 mod tracehook;
 

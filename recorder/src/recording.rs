@@ -8,9 +8,9 @@
 //! after that is shared: scope decided once per code object, frame stacks
 //! per thread, exception identities, variable diffs, the event batch.
 //!
-//! Every callback holds the GIL; the state sits behind one mutex that is
+//! Every callback holds the GIL; the state sits behind one lock that is
 //! never contended while the GIL is held (the flusher thread takes it only
-//! between events). Events go into an [`EventBatch`] handed to the format
+//! when it is free, see `spinlock.rs`). Events go into an [`EventBatch`] handed to the format
 //! crate's background writer every 65,536 events or 100 ms, whichever comes
 //! first. Nothing here keeps a reference to a frame, a local or an argument
 //! after the callback returns: values are stored as safe reprs. Any failure
@@ -18,8 +18,7 @@
 //! program runs on and never sees an exception or a panic from here.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
 
 use chronolog_format::{
     CodeInfo, Event, EventBatch, EventKind, HeaderInfo, ThreadMeta, TraceWriter, WriterOptions,
@@ -30,10 +29,12 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 use rustc_hash::{FxHashMap, FxHashSet};
 
+use crate::clock::Clock;
 use crate::frames::{InterpreterFrame, Layout, SlotKind};
 use crate::locals::{NamespaceShadow, Shadow, VarSink, diff_namespace};
 use crate::repr::short_repr;
 use crate::scope::Scope;
+use crate::spinlock::SpinLock;
 
 /// Events per batch handed to the writer.
 const BATCH_EVENTS: usize = 1 << 16;
@@ -181,7 +182,7 @@ pub(crate) struct Recording {
     writer: TraceWriter,
     options: Options,
     batch: EventBatch,
-    started: Instant,
+    clock: Clock,
     last_flush_ns: u64,
     seq: u64,
     next_frame: u64,
@@ -243,7 +244,7 @@ pub(crate) enum Verdict {
 /// The recorder behind one recording. See the module documentation.
 #[pyclass(module = "chronolog._native", frozen)]
 pub(crate) struct Recorder {
-    state: Arc<Mutex<Option<Recording>>>,
+    state: Arc<SpinLock<Option<Recording>>>,
     pub(crate) layout: Layout,
     pub(crate) backend: Box<dyn Backend>,
     /// Called once when recording must stop after a failure.
@@ -316,7 +317,7 @@ impl Recorder {
                 max_repr,
             },
             batch: EventBatch::with_capacity(BATCH_EVENTS, BATCH_EVENTS / 2),
-            started: Instant::now(),
+            clock: Clock::new(),
             last_flush_ns: 0,
             seq: 0,
             next_frame: 1,
@@ -332,7 +333,7 @@ impl Recorder {
             scratch: String::new(),
         };
         Ok(Recorder {
-            state: start_flusher(Arc::new(Mutex::new(Some(recording)))),
+            state: start_flusher(Arc::new(SpinLock::new(Some(recording)))),
             layout,
             backend,
             on_failure,
@@ -370,9 +371,7 @@ impl Recorder {
 
     /// Adds a key/value fact to the trace (exit status, ...).
     fn add_meta(&self, key: &str, value: &str) {
-        if let Ok(mut guard) = self.state.lock()
-            && let Some(recording) = guard.as_mut()
-        {
+        if let Some(recording) = self.state.lock().as_mut() {
             recording.writer.add_meta(key, value);
         }
     }
@@ -381,7 +380,7 @@ impl Recorder {
     /// after `fork()`, where the writer thread does not exist any more (the
     /// parent completes the file). The child may record on in a new file.
     fn abandon(&self, py: Python<'_>) -> PyResult<()> {
-        let recording = self.state.lock().map_err(runtime)?.take();
+        let recording = self.state.lock().take();
         if let Some(recording) = recording {
             let result = self.backend.remove(py, &recording.enabled_codes(py));
             // Dropping it would wait for a writer thread that fork() did not copy.
@@ -401,7 +400,7 @@ impl Recorder {
     /// the trace. Returns the numbers written; None if recording had
     /// already stopped.
     fn stop<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
-        let recording = self.state.lock().map_err(runtime)?.take();
+        let recording = self.state.lock().take();
         let Some(mut recording) = recording else {
             return Ok(None);
         };
@@ -485,12 +484,12 @@ impl Recorder {
     /// `f` of the recording, if it is still active.
     #[cfg(not(Py_3_12))]
     pub(crate) fn inspect<T>(&self, f: impl FnOnce(&mut Recording) -> T) -> Option<T> {
-        self.state.lock().ok()?.as_mut().map(f)
+        self.state.lock().as_mut().map(f)
     }
 
     /// True while recording.
     pub(crate) fn is_active(&self) -> bool {
-        self.state.lock().is_ok_and(|g| g.is_some())
+        self.state.lock().is_some()
     }
 
     /// Turns on the per-code events of the in-scope code running in the
@@ -533,11 +532,9 @@ impl Recorder {
         &self,
         f: impl FnOnce(&mut Recording) -> Result<Verdict, String>,
     ) -> Result<Verdict, String> {
-        let mut guard = self
-            .state
-            .lock()
-            .map_err(|_| "recorder state poisoned".to_string())?;
-        match guard.as_mut() {
+        // A panic in `f` releases the lock as it unwinds; `dispatch` then
+        // stops the recording (no half-updated state is used again).
+        match self.state.lock().as_mut() {
             Some(recording) => f(recording),
             None => Ok(Verdict::Ignore),
         }
@@ -547,7 +544,7 @@ impl Recorder {
     /// with what it has, warns once through `on_failure`, and lets the
     /// program run on.
     pub(crate) fn fail(&self, py: Python<'_>, message: &str) -> Verdict {
-        let recording = self.state.lock().ok().and_then(|mut g| g.take());
+        let recording = self.state.lock().take();
         if let Some(mut recording) = recording {
             let removed = self.backend.remove(py, &recording.enabled_codes(py));
             let batch = std::mem::take(&mut recording.batch);
@@ -581,7 +578,7 @@ struct Report {
 /// program is idle, so that nothing waits in memory longer than ~100 ms
 /// (a killed process loses at most that). It needs the state lock, never the
 /// GIL, and ends when the recording does.
-fn start_flusher(state: Arc<Mutex<Option<Recording>>>) -> Arc<Mutex<Option<Recording>>> {
+fn start_flusher(state: Arc<SpinLock<Option<Recording>>>) -> Arc<SpinLock<Option<Recording>>> {
     let weak = Arc::downgrade(&state);
     let spawned = std::thread::Builder::new()
         .name("chronolog-flush".into())
@@ -589,11 +586,14 @@ fn start_flusher(state: Arc<Mutex<Option<Recording>>>) -> Arc<Mutex<Option<Recor
             loop {
                 std::thread::sleep(std::time::Duration::from_millis(50));
                 let Some(state) = weak.upgrade() else { return };
-                let Ok(mut guard) = state.lock() else { return };
+                // Busy means events are flowing: they flush on their own.
+                let Some(mut guard) = state.try_lock() else {
+                    continue;
+                };
                 let Some(recording) = guard.as_mut() else {
                     return;
                 };
-                let now = recording.started.elapsed().as_nanos() as u64;
+                let now = recording.clock.exact_ns();
                 if !recording.batch.is_empty()
                     && now.saturating_sub(recording.last_flush_ns) >= FLUSH_INTERVAL_NS
                 {
@@ -657,7 +657,7 @@ impl Recording {
         }
         let frame_key = frame as usize;
         let arg = (!arg.is_null()).then_some(arg);
-        let ts = self.started.elapsed().as_nanos() as u64;
+        let ts = self.clock.now_ns();
         let event = |kind, value, exc_id, is_start| EventSite {
             kind,
             ts,
@@ -1229,6 +1229,7 @@ impl Recording {
             return Ok(());
         }
         self.last_flush_ns = ts;
+        self.clock.reanchor();
         let next = EventBatch::with_capacity(BATCH_EVENTS, BATCH_EVENTS / 2);
         let batch = std::mem::replace(&mut self.batch, next);
         self.writer.write_batch(batch).map_err(|e| e.to_string())
