@@ -211,7 +211,8 @@ unsafe fn str_contents<'a>(text: *mut ffi::PyObject) -> Option<&'a str> {
     }
 }
 
-/// `<module.QualName object at 0x…>`, as `object.__repr__` renders it.
+/// `<module.QualName object at 0x…>`, as `object.__repr__` renders it,
+/// handed to `out` in two pieces.
 ///
 /// The part before the address is composed once per type and kept (with a
 /// reference to the type, so that its address is never another type's):
@@ -221,7 +222,7 @@ unsafe fn str_contents<'a>(text: *mut ffi::PyObject) -> Option<&'a str> {
 ///
 /// # Safety
 /// GIL held, `obj` valid.
-unsafe fn object_form(obj: *mut ffi::PyObject) -> String {
+unsafe fn object_form(obj: *mut ffi::PyObject, out: &mut impl FnMut(&str)) {
     // SAFETY: the GIL serialises every use; the prefixes' types are kept alive.
     unsafe {
         let t = type_of(obj);
@@ -239,12 +240,12 @@ unsafe fn object_form(obj: *mut ffi::PyObject) -> String {
             ffi::Py_IncRef(t.cast());
             object_prefix(t).into_boxed_str()
         });
-        let mut text = String::with_capacity(prefix.len() + 20);
-        text.push_str(prefix);
-        push_hex_address(&mut text, obj as usize);
-        text.push('>');
-        text
+        out(prefix);
     }
+    let mut address = StackText::default();
+    push_hex_address(&mut address, obj as usize);
+    let _ = std::fmt::Write::write_str(&mut address, ">");
+    out(address.as_str());
 }
 
 /// `object_form` prefixes by type address (each type holds a reference).
@@ -288,12 +289,12 @@ unsafe fn object_prefix(t: *mut ffi::PyTypeObject) -> String {
 }
 
 /// `0x…` in lowercase hex, as `%p` prints an address.
-fn push_hex_address(out: &mut String, address: usize) {
+fn push_hex_address(out: &mut impl std::fmt::Write, address: usize) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    out.push_str("0x");
+    let _ = out.write_str("0x");
     let width = (usize::BITS - address.leading_zeros()).div_ceil(4).max(1);
     for i in (0..width).rev() {
-        out.push(char::from(DIGITS[(address >> (4 * i)) & 0xf]));
+        let _ = out.write_char(char::from(DIGITS[(address >> (4 * i)) & 0xf]));
     }
 }
 
@@ -514,7 +515,8 @@ struct Head {
 impl Head {
     fn new(limit: usize) -> Head {
         Head {
-            text: String::new(),
+            // Room for the whole cut text at once (ASCII), not grown piecemeal.
+            text: String::with_capacity(limit.min(256)),
             chars: 0,
             limit,
             stack: Vec::new(),
@@ -618,11 +620,11 @@ impl Head {
                 Kind::Set | Kind::FrozenSet => self.set(obj),
                 Kind::CRepr => match c_repr(obj) {
                     Some(text) => self.put(&text),
-                    None => self.put(&object_form(obj)),
+                    None => object_form(obj, &mut |text| self.put(text)),
                 },
                 Kind::Exception => self.exception(obj),
                 Kind::Module => self.put(&module_repr(obj)),
-                Kind::Other => self.put(&object_form(obj)),
+                Kind::Other => object_form(obj, &mut |text| self.put(text)),
             }
         }
     }
