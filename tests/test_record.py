@@ -274,3 +274,64 @@ print(total)
     run = run_cli("record", "-o", "/dev/full", program, cwd=tmp_path)
     assert (run.code, run.out) == (plain.returncode, plain.stdout)
     assert run.err.count("chronolog:") == 1 and "No space left" in run.err, run.err
+
+
+UNSAFE_REPR_PROGRAM = """
+import threading
+
+class Money:
+    def __init__(self, cents):
+        self.cents = cents
+
+    def __repr__(self):
+        helper()  # traced code called by the recorder itself: not recorded
+        return f"Money({self.cents})"
+
+class Broken:
+    def __repr__(self):
+        raise ValueError("no repr")
+
+def helper():
+    return 1
+
+def spend():
+    wallet = Money(100)
+    wallet.cents -= 30
+    broken = Broken()
+    return wallet
+
+def worker():
+    for _ in range(300):
+        spend()
+
+threads = [threading.Thread(target=worker) for _ in range(4)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(spend().cents)
+"""
+
+
+def test_unsafe_repr_calls_repr_guarded(tmp_path: Path) -> None:
+    program = write_program(tmp_path, UNSAFE_REPR_PROGRAM)
+    done = run_cli("record", "--unsafe-repr", "-o", tmp_path / "t.clog", program, cwd=tmp_path)
+    assert (done.code, done.out, done.err) == (0, "70\n", "")
+    dump = "".join(chronolog.open(tmp_path / "t.clog").dump())
+    assert "new wallet = Money(100) (Money)" in dump
+    # Re-rendered at every event: the in-place change shows.
+    assert "modified wallet = Money(70) (Money)" in dump
+    # A raising __repr__ falls back to the safe form.
+    assert re.search(r"new broken = <__main__\.Broken object at 0x[0-9a-f]+> \(Broken\)", dump)
+    functions = {f for f, *_ in trace_events(tmp_path / "t.clog")}
+    assert "helper" not in functions and "Money.__repr__" not in functions
+    assert len([e for e in trace_events(tmp_path / "t.clog") if e[:2] == ("spend", "call")]) == 1201
+
+
+def test_safe_repr_never_calls_repr(tmp_path: Path) -> None:
+    program = write_program(tmp_path, UNSAFE_REPR_PROGRAM)
+    done = run_cli("record", "-o", tmp_path / "t.clog", program, cwd=tmp_path)
+    assert (done.code, done.out, done.err) == (0, "70\n", "")
+    dump = "".join(chronolog.open(tmp_path / "t.clog").dump())
+    assert re.search(r"new wallet = <__main__\.Money object at 0x[0-9a-f]+> \(Money\)", dump)
+    assert "modified wallet" not in dump

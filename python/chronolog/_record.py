@@ -72,8 +72,6 @@ class Recording:
         unsafe_repr: bool = False,
         meta: Sequence[tuple[str, str]] = (),
     ) -> None:
-        if unsafe_repr:
-            raise NotImplementedError("chronolog: unsafe_repr is not available yet")
         self.path = Path(path)
         self._options = {
             "include": [self._pattern(p) for p in include or ()],
@@ -82,6 +80,7 @@ class Recording:
             "vars": vars,
             "lines": lines,
             "max_repr": max_repr,
+            "unsafe_repr": unsafe_repr,
         }
         self._meta = list(meta)
         self._recorder: _native.Recorder | None = None

@@ -21,6 +21,7 @@ mod recording;
 mod repr;
 mod scope;
 mod spinlock;
+mod suspend;
 #[cfg(not(Py_3_12))]
 mod tracehook;
 
@@ -54,6 +55,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
 fn safe_repr(value: &Bound<'_, PyAny>, max_repr: usize) -> String {
     let mut out = String::new();
     // SAFETY: the GIL is held (we have a Bound) and the object is alive.
-    unsafe { repr::short_repr(value.as_ptr(), max_repr, &mut out) };
+    unsafe { repr::short_repr(value.as_ptr(), repr::ReprOptions::safe(max_repr), &mut out) };
     out
 }

@@ -13,7 +13,7 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use rustc_hash::FxHashMap;
 
-use crate::repr::short_repr;
+use crate::repr::{ReprOptions, short_repr};
 
 /// Last recorded value of one local.
 #[derive(Debug, Clone)]
@@ -39,7 +39,7 @@ pub(crate) struct VarSink<'a> {
     pub(crate) types: &'a mut FxHashMap<usize, (u32, Py<PyAny>)>,
     pub(crate) strings: &'a mut FxHashMap<String, u32>,
     pub(crate) writer: &'a mut TraceWriter,
-    pub(crate) max_repr: usize,
+    pub(crate) repr: ReprOptions,
     pub(crate) index: u32,
     pub(crate) is_start: bool,
 }
@@ -79,7 +79,7 @@ impl VarSink<'_> {
             return;
         }
         // SAFETY: forwarded from the caller.
-        let mutable = unsafe { may_change_in_place(value) };
+        let mutable = unsafe { may_change_in_place(value, self.repr.user_code) };
         let same_object = previous
             .as_ref()
             .is_some_and(|shadow| shadow.object == value as usize);
@@ -88,7 +88,7 @@ impl VarSink<'_> {
         }
         let fingerprint = if mutable {
             // SAFETY: as above.
-            unsafe { fingerprint(value, self.max_repr) }
+            unsafe { fingerprint(value, self.repr) }
         } else {
             None
         };
@@ -102,7 +102,7 @@ impl VarSink<'_> {
         }
         self.scratch.clear();
         // SAFETY: as above.
-        unsafe { short_repr(value, self.max_repr, self.scratch) };
+        unsafe { short_repr(value, self.repr, self.scratch) };
         let change = match previous {
             Some(shadow) if shadow.repr == *self.scratch => {
                 shadow.object = value as usize;
@@ -198,15 +198,17 @@ pub(crate) unsafe fn diff_namespace(
 }
 
 /// True for values whose repr can change while the object stays the same:
-/// mutable containers, and containers that may hold them.
+/// mutable containers, containers that may hold them, and (when their own
+/// `__repr__` is called) any object but plain scalars.
 ///
 /// # Safety
 /// GIL held, `value` valid.
-unsafe fn may_change_in_place(value: *mut ffi::PyObject) -> bool {
+unsafe fn may_change_in_place(value: *mut ffi::PyObject, user_code: bool) -> bool {
     // SAFETY: comparing type pointers.
     unsafe {
         let t = ffi::Py_TYPE(value);
-        t == &raw mut ffi::PyList_Type
+        (user_code && !crate::repr::repr_fixed_by_identity(value, true))
+            || t == &raw mut ffi::PyList_Type
             || t == &raw mut ffi::PyDict_Type
             || t == &raw mut ffi::PySet_Type
             || t == &raw mut ffi::PyByteArray_Type
@@ -226,16 +228,28 @@ unsafe fn may_change_in_place(value: *mut ffi::PyObject) -> bool {
 ///
 /// # Safety
 /// GIL held, `value` valid.
-unsafe fn fingerprint(value: *mut ffi::PyObject, max_repr: usize) -> Option<u64> {
-    let mut budget = if max_repr == 0 {
-        1024
-    } else {
-        2 * max_repr + 16
+unsafe fn fingerprint(value: *mut ffi::PyObject, repr: ReprOptions) -> Option<u64> {
+    let mut walk = Walk {
+        budget: if repr.max_len == 0 {
+            1024
+        } else {
+            2 * repr.max_len + 16
+        },
+        hash: 0x9e37_79b9_7f4a_7c15u64,
+        user_code: repr.user_code,
     };
-    let mut hash = 0x9e37_79b9_7f4a_7c15u64;
     // SAFETY: forwarded.
-    let complete = unsafe { fingerprint_into(value, &mut budget, &mut hash, 0) };
-    complete.then_some(hash)
+    let complete = unsafe { fingerprint_into(value, &mut walk, 0) };
+    complete.then_some(walk.hash)
+}
+
+/// The state of one fingerprint walk.
+struct Walk {
+    /// Objects it may still visit.
+    budget: usize,
+    hash: u64,
+    /// See [`ReprOptions::user_code`].
+    user_code: bool,
 }
 
 fn mix(hash: &mut u64, word: u64) {
@@ -244,17 +258,12 @@ fn mix(hash: &mut u64, word: u64) {
 
 /// # Safety
 /// GIL held, `value` valid.
-unsafe fn fingerprint_into(
-    value: *mut ffi::PyObject,
-    budget: &mut usize,
-    hash: &mut u64,
-    depth: usize,
-) -> bool {
-    if *budget == 0 || depth > 32 {
+unsafe fn fingerprint_into(value: *mut ffi::PyObject, walk: &mut Walk, depth: usize) -> bool {
+    if walk.budget == 0 || depth > 32 {
         return false;
     }
-    *budget -= 1;
-    mix(hash, value as u64);
+    walk.budget -= 1;
+    mix(&mut walk.hash, value as u64);
     // SAFETY: items are borrowed from their containers while no code runs.
     unsafe {
         let t = ffi::Py_TYPE(value);
@@ -266,7 +275,7 @@ unsafe fn fingerprint_into(
                 ffi::PyList_GET_SIZE(value)
             }
             .max(0);
-            mix(hash, len as u64);
+            mix(&mut walk.hash, len as u64);
             for i in 0..len {
                 let item = if tuple {
                     ffi::PyTuple_GET_ITEM(value, i)
@@ -278,23 +287,23 @@ unsafe fn fingerprint_into(
                 }
                 // Most items are plain scalars: no need to look further.
                 if is_plain_scalar(item) {
-                    if *budget == 0 {
+                    if walk.budget == 0 {
                         return false;
                     }
-                    *budget -= 1;
-                    mix(hash, item as u64);
-                } else if !fingerprint_into(item, budget, hash, depth + 1) {
+                    walk.budget -= 1;
+                    mix(&mut walk.hash, item as u64);
+                } else if !fingerprint_into(item, walk, depth + 1) {
                     return false;
                 }
             }
             true
         } else if t == &raw mut ffi::PyDict_Type {
-            mix(hash, ffi::PyDict_Size(value) as u64);
+            mix(&mut walk.hash, ffi::PyDict_Size(value) as u64);
             let mut pos: ffi::Py_ssize_t = 0;
             let (mut key, mut item) = (std::ptr::null_mut(), std::ptr::null_mut());
             while ffi::PyDict_Next(value, &mut pos, &mut key, &mut item) != 0 {
-                if !fingerprint_into(key, budget, hash, depth + 1)
-                    || !fingerprint_into(item, budget, hash, depth + 1)
+                if !fingerprint_into(key, walk, depth + 1)
+                    || !fingerprint_into(item, walk, depth + 1)
                 {
                     return false;
                 }
@@ -302,10 +311,10 @@ unsafe fn fingerprint_into(
             true
         } else if t == &raw mut ffi::PySet_Type || t == &raw mut ffi::PyFrozenSet_Type {
             let len = ffi::PySet_Size(value).max(0) as usize;
-            if len > *budget {
+            if len > walk.budget {
                 return false;
             }
-            mix(hash, len as u64);
+            mix(&mut walk.hash, len as u64);
             let iter = ffi::PyObject_GetIter(value);
             if iter.is_null() {
                 ffi::PyErr_Clear();
@@ -317,14 +326,14 @@ unsafe fn fingerprint_into(
                 if item.is_null() {
                     break;
                 }
-                complete = complete && fingerprint_into(item, budget, hash, depth + 1);
+                complete = complete && fingerprint_into(item, walk, depth + 1);
                 ffi::Py_DecRef(item);
             }
             ffi::Py_DecRef(iter);
             ffi::PyErr_Clear();
             complete
         } else {
-            crate::repr::repr_fixed_by_identity(value)
+            crate::repr::repr_fixed_by_identity(value, walk.user_code)
         }
     }
 }

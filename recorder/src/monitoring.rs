@@ -219,6 +219,11 @@ unsafe fn callback(
     nargs: ffi::Py_ssize_t,
     hook: Hook,
 ) -> *mut ffi::PyObject {
+    if crate::suspend::here() {
+        // The recorder's own call into Python code (`--unsafe-repr`).
+        // SAFETY: the None singleton, returned as a new reference.
+        return unsafe { ffi::Py_NewRef(ffi::Py_None()) };
+    }
     // SAFETY: CPython calls callbacks with the GIL held.
     let py = unsafe { Python::assume_attached() };
     // SAFETY: `slf` is the recorder this function was bound to.

@@ -32,9 +32,9 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use crate::clock::Clock;
 use crate::frames::{InterpreterFrame, Layout, SlotKind};
 use crate::locals::{NamespaceShadow, Shadow, VarSink, diff_namespace};
-use crate::repr::short_repr;
+use crate::repr::{ReprOptions, short_repr};
 use crate::scope::Scope;
-use crate::spinlock::SpinLock;
+use crate::spinlock::{SpinGuard, SpinLock};
 
 /// Events per batch handed to the writer.
 const BATCH_EVENTS: usize = 1 << 16;
@@ -61,7 +61,7 @@ struct Options {
     scope: Scope,
     vars: bool,
     lines: bool,
-    max_repr: usize,
+    repr: ReprOptions,
 }
 
 /// A code object in scope.
@@ -265,7 +265,7 @@ impl Recorder {
     /// (key, value) facts; `on_failure(message)` is called once if
     /// recording has to stop. Nothing is recorded before [`Recorder::install`].
     #[new]
-    #[pyo3(signature = (path, header, *, include, exclude, stdlib, library_dirs, own_dirs, vars, lines, max_repr, on_failure, thread_info))]
+    #[pyo3(signature = (path, header, *, include, exclude, stdlib, library_dirs, own_dirs, vars, lines, max_repr, unsafe_repr, on_failure, thread_info))]
     #[allow(
         clippy::too_many_arguments,
         reason = "mirrors the keyword arguments of the Python API"
@@ -282,6 +282,7 @@ impl Recorder {
         vars: bool,
         lines: bool,
         max_repr: usize,
+        unsafe_repr: bool,
         on_failure: Py<PyAny>,
         thread_info: Py<PyAny>,
     ) -> PyResult<Recorder> {
@@ -314,7 +315,10 @@ impl Recorder {
                 },
                 vars,
                 lines,
-                max_repr,
+                repr: ReprOptions {
+                    max_len: max_repr,
+                    user_code: unsafe_repr,
+                },
             },
             batch: EventBatch::with_capacity(BATCH_EVENTS, BATCH_EVENTS / 2),
             clock: Clock::new(),
@@ -370,17 +374,18 @@ impl Recorder {
     }
 
     /// Adds a key/value fact to the trace (exit status, ...).
-    fn add_meta(&self, key: &str, value: &str) {
-        if let Some(recording) = self.state.lock().as_mut() {
+    fn add_meta(&self, py: Python<'_>, key: &str, value: &str) -> PyResult<()> {
+        if let Some(recording) = self.lock_state(py)?.as_mut() {
             recording.writer.add_meta(key, value);
         }
+        Ok(())
     }
 
     /// Forgets the recording without touching its file: for a child process
     /// after `fork()`, where the writer thread does not exist any more (the
     /// parent completes the file). The child may record on in a new file.
     fn abandon(&self, py: Python<'_>) -> PyResult<()> {
-        let recording = self.state.lock().take();
+        let recording = self.lock_state(py)?.take();
         if let Some(recording) = recording {
             let result = self.backend.remove(py, &recording.enabled_codes(py));
             // Dropping it would wait for a writer thread that fork() did not copy.
@@ -392,15 +397,15 @@ impl Recorder {
 
     /// True while the recorder still records (false after stop or failure).
     #[getter]
-    fn active(&self) -> bool {
-        self.is_active()
+    fn active(&self, py: Python<'_>) -> bool {
+        self.is_active(py)
     }
 
     /// Stops the events, writes what is buffered, the footer, and closes
     /// the trace. Returns the numbers written; None if recording had
     /// already stopped.
     fn stop<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
-        let recording = self.state.lock().take();
+        let recording = self.lock_state(py)?.take();
         let Some(mut recording) = recording else {
             return Ok(None);
         };
@@ -452,7 +457,8 @@ impl Recorder {
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let layout = &self.layout;
             // SAFETY: forwarded from the caller.
-            let mut verdict = self.with_recording(|r| unsafe { r.handle(py, layout, &report) })?;
+            let mut verdict =
+                self.with_recording(py, |r| unsafe { r.handle(py, layout, &report) })?;
             if let Verdict::NeedThread(ident) = verdict {
                 let (name, native_id) = self
                     .thread_info
@@ -460,7 +466,7 @@ impl Recorder {
                     .call0()
                     .and_then(|info| info.extract::<(String, u64)>())
                     .unwrap_or_else(|_| (format!("thread-{ident}"), 0));
-                verdict = self.with_recording(|r| {
+                verdict = self.with_recording(py, |r| {
                     r.add_thread(ident, name, native_id);
                     // SAFETY: as above.
                     unsafe { r.handle(py, layout, &report) }
@@ -481,15 +487,36 @@ impl Recorder {
         }
     }
 
+    /// The recording's state, locked. Waiting for it (another thread
+    /// renders a value with `--unsafe-repr`, whose Python code may release
+    /// the GIL, or the flusher hands a batch over) happens with the GIL
+    /// released, so that the holder can go on. Refused inside a user
+    /// `__repr__` (the state is locked by this very thread).
+    fn lock_state(&self, py: Python<'_>) -> PyResult<SpinGuard<'_, Option<Recording>>> {
+        if crate::suspend::here() {
+            return Err(PyRuntimeError::new_err(
+                "chronolog: the recording cannot be used from inside a __repr__ it called",
+            ));
+        }
+        Ok(match self.state.try_lock() {
+            Some(guard) => guard,
+            None => py.detach(|| self.state.lock()),
+        })
+    }
+
     /// `f` of the recording, if it is still active.
     #[cfg(not(Py_3_12))]
-    pub(crate) fn inspect<T>(&self, f: impl FnOnce(&mut Recording) -> T) -> Option<T> {
-        self.state.lock().as_mut().map(f)
+    pub(crate) fn inspect<T>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut Recording) -> T,
+    ) -> Option<T> {
+        self.lock_state(py).ok()?.as_mut().map(f)
     }
 
     /// True while recording.
-    pub(crate) fn is_active(&self) -> bool {
-        self.state.lock().is_some()
+    pub(crate) fn is_active(&self, py: Python<'_>) -> bool {
+        self.lock_state(py).map_or(true, |state| state.is_some())
     }
 
     /// Turns on the per-code events of the in-scope code running in the
@@ -516,7 +543,7 @@ impl Recorder {
             let layout = &self.layout;
             // SAFETY: as above.
             let verdict = self
-                .with_recording(|r| unsafe { r.adopt_code(py, layout, code, frame) })
+                .with_recording(py, |r| unsafe { r.adopt_code(py, layout, code, frame) })
                 .map_err(runtime)?;
             if verdict == Verdict::Enable {
                 // SAFETY: as above.
@@ -530,11 +557,13 @@ impl Recorder {
     /// Runs `f` on the recording, if it is still active.
     fn with_recording(
         &self,
+        py: Python<'_>,
         f: impl FnOnce(&mut Recording) -> Result<Verdict, String>,
     ) -> Result<Verdict, String> {
         // A panic in `f` releases the lock as it unwinds; `dispatch` then
         // stops the recording (no half-updated state is used again).
-        match self.state.lock().as_mut() {
+        let mut state = self.lock_state(py).map_err(|e| e.to_string())?;
+        match state.as_mut() {
             Some(recording) => f(recording),
             None => Ok(Verdict::Ignore),
         }
@@ -544,7 +573,7 @@ impl Recorder {
     /// with what it has, warns once through `on_failure`, and lets the
     /// program run on.
     pub(crate) fn fail(&self, py: Python<'_>, message: &str) -> Verdict {
-        let recording = self.state.lock().take();
+        let recording = self.lock_state(py).ok().and_then(|mut state| state.take());
         if let Some(mut recording) = recording {
             let removed = self.backend.remove(py, &recording.enabled_codes(py));
             let batch = std::mem::take(&mut recording.batch);
@@ -1125,10 +1154,10 @@ impl Recording {
                 let value = unsafe { Bound::from_borrowed_ptr(py, value) };
                 self.scratch.clear();
                 if at.exc_id != 0 {
-                    exception_message(&value, self.options.max_repr, &mut self.scratch);
+                    exception_message(&value, self.options.repr.max_len, &mut self.scratch);
                 } else {
                     // SAFETY: as above.
-                    unsafe { short_repr(value.as_ptr(), self.options.max_repr, &mut self.scratch) };
+                    unsafe { short_repr(value.as_ptr(), self.options.repr, &mut self.scratch) };
                 }
                 let value_ref = self.batch.values.push(&self.scratch);
                 (value_ref, self.type_name(&value))
@@ -1192,7 +1221,7 @@ impl Recording {
             types: &mut self.types,
             strings: &mut self.strings,
             writer: &mut self.writer,
-            max_repr: self.options.max_repr,
+            repr: self.options.repr,
             index,
             is_start,
         };
@@ -1298,10 +1327,10 @@ fn exception_message(exc: &Bound<'_, PyAny>, max_repr: usize, out: &mut String) 
                 crate::repr::truncate_into(&text.to_string_lossy(), max_repr, out);
             } else {
                 // SAFETY: GIL held; borrowed from args.
-                unsafe { short_repr(only.as_ptr(), max_repr, out) };
+                unsafe { short_repr(only.as_ptr(), ReprOptions::safe(max_repr), out) };
             }
         }
         // SAFETY: as above.
-        _ => unsafe { short_repr(args.as_ptr(), max_repr, out) },
+        _ => unsafe { short_repr(args.as_ptr(), ReprOptions::safe(max_repr), out) },
     }
 }

@@ -22,17 +22,38 @@ use std::ptr;
 
 use pyo3::ffi;
 
-/// Renders `obj` into `out`, cut to `max_len` characters (0 = no limit).
+/// How values are rendered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ReprOptions {
+    /// Cut to this many characters (0 = no limit).
+    pub(crate) max_len: usize,
+    /// `--unsafe-repr`: objects the safe repr shows as `<Type object at
+    /// 0x…>` are asked for their own `repr()` (see [`user_repr`]).
+    pub(crate) user_code: bool,
+}
+
+impl ReprOptions {
+    /// The safe repr cut to `max_len` characters.
+    pub(crate) fn safe(max_len: usize) -> ReprOptions {
+        ReprOptions {
+            max_len,
+            user_code: false,
+        }
+    }
+}
+
+/// Renders `obj` into `out`, cut as `options` say.
 ///
 /// # Safety
 /// The GIL must be held and `obj` must be a valid object.
-pub(crate) unsafe fn short_repr(obj: *mut ffi::PyObject, max_len: usize, out: &mut String) {
+pub(crate) unsafe fn short_repr(obj: *mut ffi::PyObject, options: ReprOptions, out: &mut String) {
+    let max_len = options.max_len;
     let limit = if max_len == 0 {
         usize::MAX
     } else {
         max_len + 1
     };
-    let mut head = Head::new(limit);
+    let mut head = Head::new(limit, options.user_code);
     // SAFETY: forwarded from the caller.
     unsafe { head.render(obj) };
     if max_len == 0 || head.chars <= max_len {
@@ -43,7 +64,7 @@ pub(crate) unsafe fn short_repr(obj: *mut ffi::PyObject, max_len: usize, out: &m
     let right = max_len.saturating_sub(3) - left;
     out.extend(head.text.chars().take(left));
     out.push_str("...");
-    let mut tail = Tail::new(right);
+    let mut tail = Tail::new(right, options.user_code);
     // SAFETY: forwarded from the caller.
     unsafe { tail.render(obj) };
     tail.finish_into(out);
@@ -154,23 +175,25 @@ unsafe fn kind_of(obj: *mut ffi::PyObject) -> Kind {
     }
 }
 
-/// True when `obj`'s safe repr depends only on its identity: immutable
-/// scalars, and objects shown as `<Type object at 0x…>`.
+/// True when `obj`'s repr depends only on its identity: immutable scalars,
+/// and objects shown as `<Type object at 0x…>` (unless `user_code` asks
+/// their own `__repr__`, which may show anything about them).
 ///
 /// # Safety
 /// GIL held, `obj` valid.
-pub(crate) unsafe fn repr_fixed_by_identity(obj: *mut ffi::PyObject) -> bool {
+pub(crate) unsafe fn repr_fixed_by_identity(obj: *mut ffi::PyObject, user_code: bool) -> bool {
     // SAFETY: forwarded.
-    !matches!(
-        unsafe { kind_of(obj) },
+    match unsafe { kind_of(obj) } {
         Kind::List
-            | Kind::Tuple
-            | Kind::Dict
-            | Kind::Set
-            | Kind::FrozenSet
-            | Kind::ByteArray
-            | Kind::Exception
-    )
+        | Kind::Tuple
+        | Kind::Dict
+        | Kind::Set
+        | Kind::FrozenSet
+        | Kind::ByteArray
+        | Kind::Exception => false,
+        Kind::Other => !user_code,
+        _ => true,
+    }
 }
 
 /// Python's own `repr` of a built-in object, for the kinds where it runs no
@@ -208,6 +231,36 @@ unsafe fn str_contents<'a>(text: *mut ffi::PyObject) -> Option<&'a str> {
         }
         let bytes = std::slice::from_raw_parts(data.cast::<u8>(), size as usize);
         std::str::from_utf8(bytes).ok()
+    }
+}
+
+/// `repr(obj)` by the object's own `__repr__` (`--unsafe-repr`), with this
+/// thread's events ignored while it runs (no recording of the recorder's
+/// own calls, no re-entrance). `None` if it raised: the exception is
+/// dropped, except that an interrupt (Ctrl-C arriving meanwhile) is raised
+/// again for the program, at its next instruction.
+///
+/// # Safety
+/// GIL held, `obj` valid.
+unsafe fn user_repr(obj: *mut ffi::PyObject) -> Option<String> {
+    let _suspended = crate::suspend::Suspended::enter();
+    // SAFETY: GIL held; the result is released before returning.
+    unsafe {
+        let text = ffi::PyObject_Repr(obj);
+        if text.is_null() {
+            if ffi::PyErr_ExceptionMatches(ffi::PyExc_KeyboardInterrupt) != 0 {
+                ffi::PyErr_SetInterrupt();
+            }
+            ffi::PyErr_Clear();
+            return None;
+        }
+        let result = if ffi::PyUnicode_Check(text) != 0 {
+            str_contents(text).map(str::to_string)
+        } else {
+            None
+        };
+        ffi::Py_DecRef(text);
+        result
     }
 }
 
@@ -510,11 +563,14 @@ struct Head {
     limit: usize,
     /// Containers being rendered, for cycles (`[...]`).
     stack: Vec<*mut ffi::PyObject>,
+    /// See [`ReprOptions::user_code`].
+    user_code: bool,
 }
 
 impl Head {
-    fn new(limit: usize) -> Head {
+    fn new(limit: usize, user_code: bool) -> Head {
         Head {
+            user_code,
             // Room for the whole cut text at once (ASCII), not grown piecemeal.
             text: String::with_capacity(limit.min(256)),
             chars: 0,
@@ -624,7 +680,10 @@ impl Head {
                 },
                 Kind::Exception => self.exception(obj),
                 Kind::Module => self.put(&module_repr(obj)),
-                Kind::Other => object_form(obj, &mut |text| self.put(text)),
+                Kind::Other => match self.user_code.then(|| user_repr(obj)).flatten() {
+                    Some(text) => self.put(&text),
+                    None => object_form(obj, &mut |text| self.put(text)),
+                },
             }
         }
     }
@@ -941,11 +1000,14 @@ struct Tail {
     stack: Vec<*mut ffi::PyObject>,
     /// Scratch text for one character's escape or one scalar's repr.
     piece: String,
+    /// See [`ReprOptions::user_code`].
+    user_code: bool,
 }
 
 impl Tail {
-    fn new(need: usize) -> Tail {
+    fn new(need: usize, user_code: bool) -> Tail {
         Tail {
+            user_code,
             reversed: Vec::new(),
             chars: 0,
             need,
@@ -1056,7 +1118,7 @@ impl Tail {
                 Kind::Set | Kind::FrozenSet => self.set(obj),
                 _ => {
                     // Scalars and objects: short enough to render whole.
-                    let mut head = Head::new(usize::MAX);
+                    let mut head = Head::new(usize::MAX, self.user_code);
                     head.text = std::mem::take(&mut self.piece);
                     head.render(obj);
                     self.piece = head.text;
@@ -1118,7 +1180,7 @@ impl Tail {
         unsafe {
             let frozen = kind_of(obj) == Kind::FrozenSet;
             if ffi::PySet_Size(obj) == 0 || self.stack.contains(&obj) {
-                let mut head = Head::new(usize::MAX);
+                let mut head = Head::new(usize::MAX, self.user_code);
                 head.stack = self.stack.clone();
                 head.set(obj);
                 self.put(&head.text);

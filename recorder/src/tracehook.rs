@@ -102,7 +102,9 @@ pub(crate) fn adopt_thread(
     event: &str,
     arg: &Bound<'_, PyAny>,
 ) {
-    if !recorder.get().is_active() || frame.get_type().name().is_ok_and(|n| n != "frame") {
+    if !recorder.get().is_active(recorder.py())
+        || frame.get_type().name().is_ok_and(|n| n != "frame")
+    {
         return;
     }
     let what = match event {
@@ -138,6 +140,9 @@ unsafe extern "C" fn trace(
     what: c_int,
     arg: *mut ffi::PyObject,
 ) -> c_int {
+    if crate::suspend::here() {
+        return 0;
+    }
     // SAFETY: see above.
     unsafe {
         let py = Python::assume_attached();
@@ -155,27 +160,27 @@ unsafe extern "C" fn trace(
         let verdict = match what {
             ffi::PyTrace_CALL => {
                 let suspended = recorder
-                    .inspect(|r| r.suspended.contains_key(&(frame as usize)))
+                    .inspect(py, |r| r.suspended.contains_key(&(frame as usize)))
                     .unwrap_or(false);
                 let hook = if suspended { Hook::Resume } else { Hook::Start };
                 dispatch(hook, std::ptr::null_mut(), offset())
             }
             ffi::PyTrace_LINE => {
                 let line = u32::try_from(ffi::PyFrame_GetLineNumber(frame_object)).unwrap_or(0);
-                if pending(recorder, frame) == Some(false) {
+                if pending(py, recorder, frame) == Some(false) {
                     dispatch(Hook::Handled, std::ptr::null_mut(), Site::Line(line));
                 }
                 dispatch(Hook::Line, std::ptr::null_mut(), Site::Line(line))
             }
             ffi::PyTrace_RETURN if arg.is_null() => {
-                if pending(recorder, frame) == Some(true) {
+                if pending(py, recorder, frame) == Some(true) {
                     dispatch(Hook::Reraise, std::ptr::null_mut(), offset());
                 }
                 dispatch(Hook::Unwind, std::ptr::null_mut(), offset())
             }
             ffi::PyTrace_RETURN => {
                 let generator = recorder
-                    .inspect(|r| r.code_flags(code) & CO_GENERATOR_LIKE != 0)
+                    .inspect(py, |r| r.code_flags(code) & CO_GENERATOR_LIKE != 0)
                     .unwrap_or(false);
                 let at_yield = generator && {
                     let instruction = *frame.add(PREV_INSTR_311).cast::<*const u16>();
@@ -211,12 +216,13 @@ unsafe extern "C" fn trace(
 
 /// `f` of `frame`'s state, if it is the thread's top recorded frame.
 fn with_top<T>(
+    py: Python<'_>,
     recorder: &Recorder,
     frame: InterpreterFrame,
     f: impl FnOnce(&mut FrameState) -> T,
 ) -> Option<T> {
     recorder
-        .inspect(|r| {
+        .inspect(py, |r| {
             // SAFETY: GIL held; a plain number.
             #[allow(
                 clippy::useless_conversion,
@@ -231,8 +237,8 @@ fn with_top<T>(
 }
 
 /// Whether an exception is pending in `frame`: `Some(handled)`.
-fn pending(recorder: &Recorder, frame: InterpreterFrame) -> Option<bool> {
-    with_top(recorder, frame, |top| {
+fn pending(py: Python<'_>, recorder: &Recorder, frame: InterpreterFrame) -> Option<bool> {
+    with_top(py, recorder, frame, |top| {
         top.pending.as_ref().map(|p| p.handled)
     })
     .flatten()
