@@ -7,7 +7,9 @@ Runs PROGRAM as `python PROGRAM ARGS` would and writes, for every code object
 of PROGRAM's file, how many events of each kind CPython reported, keyed
 "qualname kind". Kinds are named as in chronolog's traces.
 
-On 3.12+ it counts sys.monitoring's events. On 3.11 it uses sys.settrace and
+On 3.12+ it counts sys.monitoring's events, with line events as settrace
+reports them: a backward JUMP that stays on its line (a one-line loop or
+comprehension running its line again) is a `line` too. On 3.11 it uses sys.settrace and
 the rules docs/recording.md gives for that backend: a `call` into a
 suspended generator is a resume; a `return` is an unwind while an exception
 is pending in the frame, else a yield at YIELD_VALUE, a return at
@@ -55,10 +57,22 @@ def monitoring_counter(program: str, counts: collections.Counter[str]) -> Callab
         events.EXCEPTION_HANDLED: "handled",
         events.PY_UNWIND: "unwind",
     }
+
+    def jump(code, source, target):
+        if code.co_filename != program or target > source:
+            return
+        lines = {start: line for start, _, line in code.co_lines()}
+        line_of = lambda offset: max(  # noqa: E731 - the line of the instruction at offset
+            (start, line) for start, line in lines.items() if start <= offset
+        )[1]
+        if line_of(source) == line_of(target):
+            counts[f"{code.co_qualname} line"] += 1
+
     monitoring.use_tool_id(TOOL, "reference")
     for event, kind in hooks.items():
         monitoring.register_callback(TOOL, event, counter(kind))
-    all_events = 0
+    monitoring.register_callback(TOOL, events.JUMP, jump)
+    all_events = events.JUMP
     for event in hooks:
         all_events |= event
     monitoring.set_events(TOOL, all_events)

@@ -64,7 +64,7 @@ impl Monitoring {
         }
         let mut local_events = 0;
         for name in LOCAL_EVENTS {
-            if lines || *name != "LINE" {
+            if lines || !matches!(*name, "LINE" | "JUMP") {
                 local_events |= bit(name)?;
             }
         }
@@ -171,7 +171,7 @@ macro_rules! callbacks {
                 unsafe { callback(slf, args, nargs, Hook::$hook) }
             }
         )*
-        static CALLBACKS: [(&str, MethodDef); 10] = [
+        static CALLBACKS: [(&str, MethodDef); 11] = [
             $((stringify!($event), MethodDef::new(
                 // The callback's name, as Python shows it.
                 match CStr::from_bytes_with_nul(concat!(stringify!($name), "\0").as_bytes()) {
@@ -194,9 +194,11 @@ const GLOBAL_EVENTS: &[&str] = &[
     "PY_UNWIND",
 ];
 /// Events on for code in scope only.
-const LOCAL_EVENTS: &[&str] = &["LINE", "PY_RETURN", "PY_YIELD", "PY_RESUME"];
+/// (`JUMP` only with `LINE`: it completes line events, see `Recording::handle`.)
+const LOCAL_EVENTS: &[&str] = &["LINE", "JUMP", "PY_RETURN", "PY_YIELD", "PY_RESUME"];
 
 callbacks! {
+    JUMP => Jump as on_jump,
     PY_START => Start as on_start,
     PY_RESUME => Resume as on_resume,
     PY_THROW => Throw as on_throw,
@@ -209,7 +211,8 @@ callbacks! {
     PY_UNWIND => Unwind as on_unwind,
 }
 
-/// Every callback: `(code, offset_or_line[, value_or_exception])`.
+/// Every callback: `(code, offset_or_line[, value_or_exception])`, and
+/// `JUMP`'s `(code, from, to)`.
 ///
 /// # Safety
 /// GIL held; `slf` the recorder; `args` holds `nargs` live objects.
@@ -257,10 +260,28 @@ unsafe fn callback(
             // SAFETY: GIL held; a line or offset out of range is dropped.
             unsafe { ffi::PyErr_Clear() };
         }
-        let site = if hook == Hook::Line {
-            Site::Line(u32::try_from(number).unwrap_or(0))
+        let site = match hook {
+            Hook::Line => Site::Line(u32::try_from(number).unwrap_or(0)),
+            Hook::Jump => {
+                // SAFETY: a live int argument.
+                let to = unsafe { ffi::PyLong_AsLong(arg) };
+                let from = i32::try_from(number).unwrap_or(0);
+                let to = i32::try_from(to).unwrap_or(i32::MAX);
+                if to > from {
+                    // Forward: never a line of its own; off for good here.
+                    let disable = DISABLE.load(std::sync::atomic::Ordering::Relaxed);
+                    // SAFETY: returning a new reference.
+                    unsafe { ffi::Py_IncRef(disable) };
+                    return disable;
+                }
+                Site::Backward { from, to }
+            }
+            _ => Site::Offset(i32::try_from(number).unwrap_or(0)),
+        };
+        let arg = if hook == Hook::Jump {
+            std::ptr::null_mut()
         } else {
-            Site::Offset(i32::try_from(number).unwrap_or(0))
+            arg
         };
         // SAFETY: GIL held; objects alive for the call.
         verdict = unsafe {

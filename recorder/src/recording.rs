@@ -208,11 +208,26 @@ pub(crate) struct Recording {
 pub(crate) enum Site {
     Line(u32),
     Offset(i32),
+    /// A jump backwards (3.12+ `JUMP`), between these bytecode offsets.
+    #[cfg_attr(
+        not(Py_3_12),
+        allow(dead_code, reason = "3.11 reports such lines itself")
+    )]
+    Backward {
+        from: i32,
+        to: i32,
+    },
 }
 
 /// Which event a backend reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Hook {
+    /// A jump backwards: a line event when it stays on its line (see `handle`).
+    #[cfg_attr(
+        not(Py_3_12),
+        allow(dead_code, reason = "3.11 reports such lines itself")
+    )]
+    Jump,
     Start,
     Resume,
     #[cfg_attr(
@@ -666,12 +681,31 @@ impl Recording {
         if code_id.is_none() {
             // Only per-code events can be disabled; exception events are global.
             return Ok(match hook {
-                Hook::Start | Hook::Resume | Hook::Line | Hook::Return | Hook::Yield => {
-                    Verdict::Disable
-                }
+                Hook::Start
+                | Hook::Resume
+                | Hook::Line
+                | Hook::Jump
+                | Hook::Return
+                | Hook::Yield => Verdict::Disable,
                 _ => Verdict::Ignore,
             });
         }
+        // A loop that jumps back to the start of the line it is on (a
+        // one-line loop or comprehension) runs that line again: a `line`
+        // event, as settrace (and so PySnooper) reports it. Other jumps are
+        // left to `LINE` and switched off where they are.
+        let (hook, site) = match (hook, site) {
+            (Hook::Jump, Site::Backward { from, to }) => {
+                // SAFETY: forwarded.
+                let (from_line, to_line) =
+                    unsafe { (self.line_at(code, from), self.line_at(code, to)) };
+                if from_line != to_line {
+                    return Ok(Verdict::Disable);
+                }
+                (Hook::Line, Site::Line(to_line))
+            }
+            other => other,
+        };
         if frame.is_null() {
             return Ok(Verdict::Ignore);
         }
@@ -721,7 +755,8 @@ impl Recording {
                 // SAFETY: forwarded.
                 unsafe { self.event(py, layout, ident, event(kind, value, exc_id, false)) };
             }
-            Hook::Line => {
+            // (A jump reaching here was turned into a line above.)
+            Hook::Line | Hook::Jump => {
                 self.ensure_top(ident, frame_key, code_key);
                 // SAFETY: forwarded.
                 unsafe { self.event(py, layout, ident, event(EventKind::Line, None, 0, false)) };
@@ -1143,7 +1178,9 @@ impl Recording {
             // The last line event of the frame: where it returns, raises or yields.
             _ if at.kind == EventKind::Call || self.options.lines => last_line,
             // SAFETY: forwarded.
-            Site::Offset(offset) => unsafe { self.line_at(at.code, offset) },
+            Site::Offset(offset) | Site::Backward { to: offset, .. } => unsafe {
+                self.line_at(at.code, offset)
+            },
         };
         if let Some(top) = self.top_mut(ident) {
             top.line = line;
