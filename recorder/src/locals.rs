@@ -217,36 +217,72 @@ unsafe fn may_change_in_place(value: *mut ffi::PyObject, user_code: bool) -> boo
     }
 }
 
-/// A hash of everything a container's repr is made of — the identities of
-/// its items, recursively through nested lists, tuples, dicts and sets, and
-/// their lengths — when that is at most `2 * max_repr + 16` objects (a repr
-/// cut to `max_repr` characters cannot show more). Immutable scalars and
-/// objects shown as `<Type object at 0x…>` have reprs fixed by their
-/// identity, so equal fingerprints of the same object mean an equal repr and
-/// the repr is not rendered again. `None` for anything else (a bytearray,
-/// an exception, a container too large to summarise): it is rendered.
+/// A hash of everything a container's cut repr can show — the identities
+/// of its items, recursively through nested lists, tuples, dicts and sets,
+/// and their lengths. Immutable scalars and objects shown as `<Type object
+/// at 0x…>` have reprs fixed by their identity, so equal fingerprints of the
+/// same object mean an equal repr and the repr is not rendered again.
+///
+/// A repr cut to `max_repr` characters shows its first `left` and last
+/// `right` characters (see `repr.rs`), and every object accounts for at
+/// least one character: the first `left + 1` objects in repr order and the
+/// last `right + 1` (walking backwards) hold everything visible, however
+/// large the value; a change anywhere else cannot change the cut repr. `None`
+/// when the value holds something whose repr can change in place (a
+/// bytearray, an exception, an object with `--unsafe-repr`) or that cannot
+/// be summarised this way (a big dict or set at the tail, deep nesting):
+/// it is rendered.
 ///
 /// # Safety
 /// GIL held, `value` valid.
 unsafe fn fingerprint(value: *mut ffi::PyObject, repr: ReprOptions) -> Option<u64> {
+    let (head, tail) = match repr.max_len {
+        0 => (1024, 0),
+        max => {
+            let shown = max.saturating_sub(3);
+            (shown / 2 + 1, shown - shown / 2 + 1)
+        }
+    };
     let mut walk = Walk {
-        budget: if repr.max_len == 0 {
-            1024
-        } else {
-            2 * repr.max_len + 16
-        },
+        budget: head,
+        backwards: false,
         hash: 0x9e37_79b9_7f4a_7c15u64,
         user_code: repr.user_code,
     };
     // SAFETY: forwarded.
-    let complete = unsafe { fingerprint_into(value, &mut walk, 0) };
-    complete.then_some(walk.hash)
+    match unsafe { fingerprint_into(value, &mut walk, 0) } {
+        Coverage::Whole => Some(walk.hash),
+        Coverage::Unknown => None,
+        Coverage::Prefix if repr.max_len == 0 => None,
+        Coverage::Prefix => {
+            walk.budget = tail;
+            walk.backwards = true;
+            // SAFETY: forwarded.
+            match unsafe { fingerprint_into(value, &mut walk, 0) } {
+                Coverage::Unknown => None,
+                _ => Some(walk.hash),
+            }
+        }
+    }
+}
+
+/// What a fingerprint walk saw of a value.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Coverage {
+    /// All of it.
+    Whole,
+    /// Its first (or, walking backwards, last) objects, up to the budget.
+    Prefix,
+    /// Something it cannot vouch for.
+    Unknown,
 }
 
 /// The state of one fingerprint walk.
 struct Walk {
     /// Objects it may still visit.
     budget: usize,
+    /// Items of lists and tuples from the last.
+    backwards: bool,
     hash: u64,
     /// See [`ReprOptions::user_code`].
     user_code: bool,
@@ -258,9 +294,12 @@ fn mix(hash: &mut u64, word: u64) {
 
 /// # Safety
 /// GIL held, `value` valid.
-unsafe fn fingerprint_into(value: *mut ffi::PyObject, walk: &mut Walk, depth: usize) -> bool {
-    if walk.budget == 0 || depth > 32 {
-        return false;
+unsafe fn fingerprint_into(value: *mut ffi::PyObject, walk: &mut Walk, depth: usize) -> Coverage {
+    if walk.budget == 0 {
+        return Coverage::Prefix;
+    }
+    if depth > 32 {
+        return Coverage::Unknown;
     }
     walk.budget -= 1;
     mix(&mut walk.hash, value as u64);
@@ -276,64 +315,78 @@ unsafe fn fingerprint_into(value: *mut ffi::PyObject, walk: &mut Walk, depth: us
             }
             .max(0);
             mix(&mut walk.hash, len as u64);
-            for i in 0..len {
+            for n in 0..len {
+                let i = if walk.backwards { len - 1 - n } else { n };
                 let item = if tuple {
                     ffi::PyTuple_GET_ITEM(value, i)
                 } else {
                     ffi::PyList_GET_ITEM(value, i)
                 };
                 if item.is_null() {
-                    return false;
+                    return Coverage::Unknown;
                 }
                 // Most items are plain scalars: no need to look further.
-                if is_plain_scalar(item) {
+                let coverage = if is_plain_scalar(item) {
                     if walk.budget == 0 {
-                        return false;
+                        Coverage::Prefix
+                    } else {
+                        walk.budget -= 1;
+                        mix(&mut walk.hash, item as u64);
+                        Coverage::Whole
                     }
-                    walk.budget -= 1;
-                    mix(&mut walk.hash, item as u64);
-                } else if !fingerprint_into(item, walk, depth + 1) {
-                    return false;
+                } else {
+                    fingerprint_into(item, walk, depth + 1)
+                };
+                if coverage != Coverage::Whole {
+                    return coverage;
                 }
             }
-            true
+            Coverage::Whole
         } else if t == &raw mut ffi::PyDict_Type {
-            mix(&mut walk.hash, ffi::PyDict_Size(value) as u64);
+            let len = ffi::PyDict_Size(value).max(0) as usize;
+            // Dicts are walked forwards only: backwards, all of one or nothing.
+            if walk.backwards && 2 * len > walk.budget {
+                return Coverage::Unknown;
+            }
+            mix(&mut walk.hash, len as u64);
             let mut pos: ffi::Py_ssize_t = 0;
             let (mut key, mut item) = (std::ptr::null_mut(), std::ptr::null_mut());
             while ffi::PyDict_Next(value, &mut pos, &mut key, &mut item) != 0 {
-                if !fingerprint_into(key, walk, depth + 1)
-                    || !fingerprint_into(item, walk, depth + 1)
-                {
-                    return false;
+                for part in [key, item] {
+                    let coverage = fingerprint_into(part, walk, depth + 1);
+                    if coverage != Coverage::Whole {
+                        return coverage;
+                    }
                 }
             }
-            true
+            Coverage::Whole
         } else if t == &raw mut ffi::PySet_Type || t == &raw mut ffi::PyFrozenSet_Type {
             let len = ffi::PySet_Size(value).max(0) as usize;
-            if len > walk.budget {
-                return false;
+            if walk.backwards && len > walk.budget {
+                return Coverage::Unknown;
             }
             mix(&mut walk.hash, len as u64);
             let iter = ffi::PyObject_GetIter(value);
             if iter.is_null() {
                 ffi::PyErr_Clear();
-                return false;
+                return Coverage::Unknown;
             }
-            let mut complete = true;
-            loop {
+            let mut coverage = Coverage::Whole;
+            while coverage == Coverage::Whole {
                 let item = ffi::PyIter_Next(iter);
                 if item.is_null() {
                     break;
                 }
-                complete = complete && fingerprint_into(item, walk, depth + 1);
+                coverage = fingerprint_into(item, walk, depth + 1);
                 ffi::Py_DecRef(item);
             }
             ffi::Py_DecRef(iter);
             ffi::PyErr_Clear();
-            complete
+            coverage
+        } else if crate::repr::repr_fixed_by_identity(value, walk.user_code) {
+            Coverage::Whole
         } else {
-            crate::repr::repr_fixed_by_identity(value, walk.user_code)
+            Coverage::Unknown
         }
     }
 }

@@ -62,7 +62,8 @@ pub(crate) unsafe fn short_repr(obj: *mut ffi::PyObject, options: ReprOptions, o
     }
     let left = max_len.saturating_sub(3) / 2;
     let right = max_len.saturating_sub(3) - left;
-    out.extend(head.text.chars().take(left));
+    let head_end = head.text.char_indices().nth(left).map_or(head.text.len(), |(i, _)| i);
+    out.push_str(&head.text[..head_end]);
     out.push_str("...");
     let mut tail = Tail::new(right, options.user_code);
     // SAFETY: forwarded from the caller.
@@ -925,56 +926,109 @@ pub(crate) fn push_float(out: &mut String, value: f64) {
         out.push_str(if value < 0.0 { "-inf" } else { "inf" });
         return;
     }
-    // The shortest round-trip digits, formatted on the stack.
-    let mut buf = StackText::default();
-    let _ = std::fmt::Write::write_fmt(&mut buf, format_args!("{value:e}"));
-    let scientific = buf.as_str();
-    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((scientific, "0"));
-    let exponent: i32 = exponent.parse().unwrap_or(0);
-    let (negative, mantissa) = match mantissa.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, mantissa),
-    };
-    let mut digit_buf = [0u8; 24];
-    let mut n = 0;
-    for b in mantissa.bytes().filter(u8::is_ascii_digit) {
-        if n < digit_buf.len() {
-            digit_buf[n] = b;
-            n += 1;
-        }
-    }
-    let digits = std::str::from_utf8(&digit_buf[..n]).unwrap_or("0");
-    let point = exponent + 1; // digits before the decimal point
-    if negative {
+    if value.is_sign_negative() {
         out.push('-');
     }
+    // The shortest round-trip digits (Ryū), then CPython's layout.
+    let mut ryu = ryu::Buffer::new();
+    let (digits, point) = shortest_digits(ryu.format_finite(value.abs()).as_bytes());
+    let digits = &digits.bytes[..digits.len];
+    let push = |out: &mut String, bytes: &[u8]| {
+        out.extend(bytes.iter().map(|&b| char::from(b)));
+    };
     if !(-4 < point && point <= 16) {
-        out.push_str(&digits[..1]);
+        push(out, &digits[..1]);
         if digits.len() > 1 {
             out.push('.');
-            out.push_str(&digits[1..]);
+            push(out, &digits[1..]);
         }
-        out.push_str(&format!(
-            "e{}{:02}",
-            if exponent < 0 { '-' } else { '+' },
-            exponent.abs()
-        ));
+        let exponent = point - 1;
+        out.push('e');
+        out.push(if exponent < 0 { '-' } else { '+' });
+        let exponent = exponent.unsigned_abs();
+        if exponent < 10 {
+            out.push('0');
+        }
+        push_int_u32(out, exponent);
     } else if point <= 0 {
         out.push_str("0.");
-        out.extend(std::iter::repeat_n('0', (-point) as usize));
-        out.push_str(digits);
+        out.extend(std::iter::repeat_n('0', point.unsigned_abs() as usize));
+        push(out, digits);
     } else {
         let point = point as usize;
         if digits.len() <= point {
-            out.push_str(digits);
+            push(out, digits);
             out.extend(std::iter::repeat_n('0', point - digits.len()));
             out.push_str(".0");
         } else {
-            out.push_str(&digits[..point]);
+            push(out, &digits[..point]);
             out.push('.');
-            out.push_str(&digits[point..]);
+            push(out, &digits[point..]);
         }
     }
+}
+
+/// Up to 17 significant digits, without leading or trailing zeros.
+#[derive(Default)]
+struct Digits {
+    bytes: [u8; 24],
+    len: usize,
+}
+
+/// The significant digits of a positive number as Ryū prints it
+/// (`1234.5`, `0.00012`, `1e30`, `1.234e-7`, `12340000000.0`), and the
+/// position of the decimal point relative to the first digit (`1234.5` ->
+/// 4, `0.00012` -> -3).
+fn shortest_digits(text: &[u8]) -> (Digits, i32) {
+    let (mantissa, exponent) = match text.iter().position(|&b| b == b'e') {
+        Some(e) => (
+            &text[..e],
+            std::str::from_utf8(&text[e + 1..])
+                .ok()
+                .and_then(|x| x.parse::<i32>().ok())
+                .unwrap_or(0),
+        ),
+        None => (text, 0),
+    };
+    let mut digits = Digits::default();
+    let mut point = None;
+    let mut leading_zeros = 0i32;
+    for &b in mantissa {
+        if b == b'.' {
+            point = Some(digits.len as i32 + leading_zeros);
+        } else if b == b'0' && digits.len == 0 {
+            leading_zeros += 1;
+        } else if digits.len < digits.bytes.len() {
+            digits.bytes[digits.len] = b;
+            digits.len += 1;
+        }
+    }
+    while digits.len > 1 && digits.bytes[digits.len - 1] == b'0' {
+        digits.len -= 1;
+    }
+    if digits.len == 0 {
+        digits.bytes[0] = b'0';
+        digits.len = 1;
+        return (digits, 1);
+    }
+    let integer_places = point.unwrap_or(digits.len as i32 + leading_zeros);
+    (digits, integer_places - leading_zeros + exponent)
+}
+
+/// Appends a `u32` in decimal.
+fn push_int_u32(out: &mut String, value: u32) {
+    let mut buf = [0u8; 10];
+    let mut i = buf.len();
+    let mut v = value;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend(buf[i..].iter().map(|&b| char::from(b)));
 }
 
 /// Decimal text of an int beyond 64 bits.
@@ -1041,8 +1095,9 @@ impl Tail {
     fn finish_into(mut self, out: &mut String) {
         self.reversed.reverse();
         let text = String::from_utf8_lossy(&self.reversed);
-        let count = text.chars().count();
-        out.extend(text.chars().skip(count.saturating_sub(self.need)));
+        let skip = text.chars().count().saturating_sub(self.need);
+        let start = text.char_indices().nth(skip).map_or(text.len(), |(i, _)| i);
+        out.push_str(&text[start..]);
     }
 
     /// # Safety
