@@ -335,3 +335,96 @@ def test_safe_repr_never_calls_repr(tmp_path: Path) -> None:
     dump = "".join(chronolog.open(tmp_path / "t.clog").dump())
     assert re.search(r"new wallet = <__main__\.Money object at 0x[0-9a-f]+> \(Money\)", dump)
     assert "modified wallet" not in dump
+
+
+MUTATIONS_PROGRAM = """
+import random
+from chronolog._native import safe_repr
+
+random.seed({seed})
+
+
+def scalar():
+    return random.choice([
+        random.randint(-5, 10**random.randint(1, 12)),
+        random.random() * 10**random.randint(-3, 9),
+        "s" * random.randint(0, 30),
+        None,
+        True,
+    ])
+
+
+def build(depth=0):
+    kinds = ["list", "list", "tuple", "dict", "set", "scalar"] if depth < 2 else ["scalar"]
+    kind = random.choice(kinds)
+    n = random.choice([0, 1, 2, 4, 8, 16])
+    if kind == "list":
+        return [build(depth + 1) for _ in range(n)]
+    if kind == "tuple":
+        return tuple(build(depth + 1) for _ in range(n))
+    if kind == "dict":
+        return {{f"k{{i}}": build(depth + 1) for i in range(n)}}
+    if kind == "set":
+        return {{random.randint(0, 999) for _ in range(n)}}
+    return scalar()
+
+
+def containers(value, found):
+    if isinstance(value, (list, dict, set)):
+        found.append(value)
+    items = ()
+    if isinstance(value, dict):
+        items = value.values()
+    elif isinstance(value, (list, tuple)):
+        items = value
+    for item in items:
+        containers(item, found)
+    return found
+
+
+def mutate(value):
+    target = random.choice(containers(value, []) or [None])
+    if isinstance(target, list):
+        if target and random.random() < 0.7:
+            target[random.randrange(len(target))] = build(2)
+        else:
+            target.append(scalar())
+    elif isinstance(target, dict):
+        key = random.choice(list(target) or ["new"])
+        target[key] = build(2)
+    elif isinstance(target, set):
+        target.add(random.randint(0, 999))
+
+
+def mutate_loop():
+    tracked = [build(), build()]
+    for _ in range(300):
+        mutate(tracked)
+        print(safe_repr(tracked, {max_repr}))
+
+
+mutate_loop()
+"""
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5, 6])
+@pytest.mark.parametrize("max_repr", [100, 24])
+def test_in_place_changes_are_recorded_exactly_when_the_cut_repr_changes(
+    seed: int, max_repr: int, tmp_path: Path
+) -> None:
+    program = write_program(tmp_path, MUTATIONS_PROGRAM.format(seed=seed, max_repr=max_repr))
+    done = run_cli(
+        "record", "--max-repr", str(max_repr), "-o", tmp_path / "t.clog", program, cwd=tmp_path
+    )
+    assert done.code == 0, done.err
+    dump = "".join(chronolog.open(tmp_path / "t.clog").dump())
+    recorded = re.findall(r"^      (?:new|modified) tracked = (.*) \(list\)$", dump, re.M)
+    # After the first value, a change is recorded each time the cut repr
+    # (printed by the program after each mutation) differs from the last one.
+    expected, last = [], recorded[0]
+    for printed in done.out.splitlines():
+        if printed != last:
+            expected.append(printed)
+            last = printed
+    assert len(expected) > 30
+    assert recorded[1:] == expected

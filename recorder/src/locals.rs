@@ -224,10 +224,11 @@ unsafe fn may_change_in_place(value: *mut ffi::PyObject, user_code: bool) -> boo
 /// same object mean an equal repr and the repr is not rendered again.
 ///
 /// A repr cut to `max_repr` characters shows its first `left` and last
-/// `right` characters (see `repr.rs`), and every object accounts for at
-/// least one character: the first `left + 1` objects in repr order and the
-/// last `right + 1` (walking backwards) hold everything visible, however
-/// large the value; a change anywhere else cannot change the cut repr. `None`
+/// `right` characters (see `repr.rs`). Every object and separator accounts
+/// for at least a known number of characters (a float 3, `, ` 2, a bracket
+/// 1, ...): walking forwards until `left` characters are surely used, and
+/// backwards until `right` are, reaches everything visible, however large
+/// the value; a change anywhere else cannot change the cut repr. `None`
 /// when the value holds something whose repr can change in place (a
 /// bytearray, an exception, an object with `--unsafe-repr`) or that cannot
 /// be summarised this way (a big dict or set at the tail, deep nesting):
@@ -240,7 +241,7 @@ unsafe fn fingerprint(value: *mut ffi::PyObject, repr: ReprOptions) -> Option<u6
         0 => (1024, 0),
         max => {
             let shown = max.saturating_sub(3);
-            (shown / 2 + 1, shown - shown / 2 + 1)
+            (shown / 2, shown - shown / 2)
         }
     };
     let mut walk = Walk {
@@ -279,7 +280,8 @@ enum Coverage {
 
 /// The state of one fingerprint walk.
 struct Walk {
-    /// Objects it may still visit.
+    /// Characters of the repr not yet surely used by what it visited: it
+    /// stops when none is left.
     budget: usize,
     /// Items of lists and tuples from the last.
     backwards: bool,
@@ -301,7 +303,6 @@ unsafe fn fingerprint_into(value: *mut ffi::PyObject, walk: &mut Walk, depth: us
     if depth > 32 {
         return Coverage::Unknown;
     }
-    walk.budget -= 1;
     mix(&mut walk.hash, value as u64);
     // SAFETY: items are borrowed from their containers while no code runs.
     unsafe {
@@ -315,7 +316,11 @@ unsafe fn fingerprint_into(value: *mut ffi::PyObject, walk: &mut Walk, depth: us
             }
             .max(0);
             mix(&mut walk.hash, len as u64);
+            walk.use_chars(1); // the bracket
             for n in 0..len {
+                if n > 0 && !walk.use_more(2) {
+                    return Coverage::Prefix; // `, `
+                }
                 let i = if walk.backwards { len - 1 - n } else { n };
                 let item = if tuple {
                     ffi::PyTuple_GET_ITEM(value, i)
@@ -326,16 +331,16 @@ unsafe fn fingerprint_into(value: *mut ffi::PyObject, walk: &mut Walk, depth: us
                     return Coverage::Unknown;
                 }
                 // Most items are plain scalars: no need to look further.
-                let coverage = if is_plain_scalar(item) {
-                    if walk.budget == 0 {
-                        Coverage::Prefix
-                    } else {
-                        walk.budget -= 1;
-                        mix(&mut walk.hash, item as u64);
-                        Coverage::Whole
+                let coverage = match plain_scalar_width(item) {
+                    Some(width) => {
+                        if walk.use_more(width) {
+                            mix(&mut walk.hash, item as u64);
+                            Coverage::Whole
+                        } else {
+                            Coverage::Prefix
+                        }
                     }
-                } else {
-                    fingerprint_into(item, walk, depth + 1)
+                    None => fingerprint_into(item, walk, depth + 1),
                 };
                 if coverage != Coverage::Whole {
                     return coverage;
@@ -343,47 +348,62 @@ unsafe fn fingerprint_into(value: *mut ffi::PyObject, walk: &mut Walk, depth: us
             }
             Coverage::Whole
         } else if t == &raw mut ffi::PyDict_Type {
-            let len = ffi::PyDict_Size(value).max(0) as usize;
-            // Dicts are walked forwards only: backwards, all of one or nothing.
-            if walk.backwards && 2 * len > walk.budget {
-                return Coverage::Unknown;
+            if walk.backwards {
+                return fingerprint_whole(value, walk, depth);
             }
+            let len = ffi::PyDict_Size(value).max(0) as usize;
             mix(&mut walk.hash, len as u64);
+            walk.use_chars(1);
             let mut pos: ffi::Py_ssize_t = 0;
             let (mut key, mut item) = (std::ptr::null_mut(), std::ptr::null_mut());
+            let mut first = true;
             while ffi::PyDict_Next(value, &mut pos, &mut key, &mut item) != 0 {
-                for part in [key, item] {
+                // `, ` before the pair, `: ` inside it.
+                if !first && !walk.use_more(2) {
+                    return Coverage::Prefix;
+                }
+                first = false;
+                for (part, after) in [(key, 2), (item, 0)] {
                     let coverage = fingerprint_into(part, walk, depth + 1);
                     if coverage != Coverage::Whole {
                         return coverage;
                     }
+                    walk.use_chars(after);
                 }
             }
             Coverage::Whole
         } else if t == &raw mut ffi::PySet_Type || t == &raw mut ffi::PyFrozenSet_Type {
-            let len = ffi::PySet_Size(value).max(0) as usize;
-            if walk.backwards && len > walk.budget {
-                return Coverage::Unknown;
+            if walk.backwards {
+                return fingerprint_whole(value, walk, depth);
             }
+            let len = ffi::PySet_Size(value).max(0) as usize;
             mix(&mut walk.hash, len as u64);
+            walk.use_chars(1);
             let iter = ffi::PyObject_GetIter(value);
             if iter.is_null() {
                 ffi::PyErr_Clear();
                 return Coverage::Unknown;
             }
             let mut coverage = Coverage::Whole;
+            let mut first = true;
             while coverage == Coverage::Whole {
                 let item = ffi::PyIter_Next(iter);
                 if item.is_null() {
                     break;
                 }
-                coverage = fingerprint_into(item, walk, depth + 1);
+                coverage = if first || walk.use_more(2) {
+                    fingerprint_into(item, walk, depth + 1)
+                } else {
+                    Coverage::Prefix
+                };
+                first = false;
                 ffi::Py_DecRef(item);
             }
             ffi::Py_DecRef(iter);
             ffi::PyErr_Clear();
             coverage
         } else if crate::repr::repr_fixed_by_identity(value, walk.user_code) {
+            walk.use_chars(plain_scalar_width(value).unwrap_or(1));
             Coverage::Whole
         } else {
             Coverage::Unknown
@@ -391,20 +411,63 @@ unsafe fn fingerprint_into(value: *mut ffi::PyObject, walk: &mut Walk, depth: us
     }
 }
 
-/// Immutable scalars whose repr is fixed by their identity: int, float,
-/// str, bytes, bool and None.
+/// Dicts and sets cannot be walked backwards: at the tail of a repr, one is
+/// walked whole (forwards, up to a bound) or not vouched for.
+///
+/// # Safety
+/// GIL held, `value` a valid dict or set.
+unsafe fn fingerprint_whole(value: *mut ffi::PyObject, walk: &mut Walk, depth: usize) -> Coverage {
+    const LIMIT: usize = 4096;
+    let budget = walk.budget;
+    walk.budget = LIMIT;
+    walk.backwards = false;
+    // SAFETY: forwarded.
+    let coverage = unsafe { fingerprint_into(value, walk, depth) };
+    let used = LIMIT - walk.budget;
+    walk.backwards = true;
+    walk.budget = budget.saturating_sub(used);
+    match coverage {
+        Coverage::Whole => Coverage::Whole,
+        _ => Coverage::Unknown,
+    }
+}
+
+impl Walk {
+    /// Counts `chars` characters as used.
+    fn use_chars(&mut self, chars: usize) {
+        self.budget = self.budget.saturating_sub(chars);
+    }
+
+    /// Counts `chars` more characters as used before the next object; false
+    /// if the repr is surely cut before that object.
+    fn use_more(&mut self, chars: usize) -> bool {
+        if self.budget == 0 {
+            return false;
+        }
+        self.use_chars(chars);
+        true
+    }
+}
+
+/// For immutable scalars whose repr is fixed by their identity (int,
+/// float, str, bytes, bool, None): the fewest characters their repr takes.
 ///
 /// # Safety
 /// GIL held, `value` valid.
-unsafe fn is_plain_scalar(value: *mut ffi::PyObject) -> bool {
+unsafe fn plain_scalar_width(value: *mut ffi::PyObject) -> Option<usize> {
     // SAFETY: comparing type pointers.
     unsafe {
         let t = ffi::Py_TYPE(value);
-        t == &raw mut ffi::PyFloat_Type
-            || t == &raw mut ffi::PyLong_Type
-            || t == &raw mut ffi::PyUnicode_Type
-            || t == &raw mut ffi::PyBool_Type
-            || t == &raw mut ffi::PyBytes_Type
-            || value == ffi::Py_None()
+        if t == &raw mut ffi::PyFloat_Type || t == &raw mut ffi::PyBytes_Type {
+            Some(3) // `0.0`, `inf`, `b''`
+        } else if t == &raw mut ffi::PyLong_Type {
+            Some(1)
+        } else if t == &raw mut ffi::PyUnicode_Type {
+            Some(2) // the quotes
+        } else if t == &raw mut ffi::PyBool_Type || value == ffi::Py_None() {
+            Some(4) // `True`, `None`
+        } else {
+            None
+        }
     }
 }

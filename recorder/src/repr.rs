@@ -62,7 +62,11 @@ pub(crate) unsafe fn short_repr(obj: *mut ffi::PyObject, options: ReprOptions, o
     }
     let left = max_len.saturating_sub(3) / 2;
     let right = max_len.saturating_sub(3) - left;
-    let head_end = head.text.char_indices().nth(left).map_or(head.text.len(), |(i, _)| i);
+    let head_end = head
+        .text
+        .char_indices()
+        .nth(left)
+        .map_or(head.text.len(), |(i, _)| i);
     out.push_str(&head.text[..head_end]);
     out.push_str("...");
     let mut tail = Tail::new(right, options.user_code);
