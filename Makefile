@@ -22,16 +22,16 @@ $(VENV)/.installed: pyproject.toml Cargo.toml $(shell find format analyze record
 	$(VENV)/bin/pip install --quiet .
 	touch $@
 
-demo: $(VENV)/.installed ## set up .venv with chronolog, write a trace, show what chronolog reads from it
+demo: $(VENV)/.installed ## set up .venv with chronolog, record fixtures/programs/demo.py, show what the trace holds
 	@mkdir -p $(BUILD)
-	@echo "== writing a synthetic 200,000-event trace to $(DEMO_TRACE) (the recorder lands in issue 3)"
-	$(VENV)/bin/python -c "import chronolog._native as n; print(n.write_synthetic('$(DEMO_TRACE)', events=200_000))"
+	@echo "== chronolog record fixtures/programs/demo.py (its own output follows)"
+	$(VENV)/bin/chronolog record -o $(DEMO_TRACE) fixtures/programs/demo.py
 	@echo "== chronolog info"
 	$(VENV)/bin/chronolog info $(DEMO_TRACE)
-	@echo "== chronolog check"
-	$(VENV)/bin/chronolog check $(DEMO_TRACE)
-	@echo "== chronolog dump (first 25 lines)"
-	$(VENV)/bin/chronolog dump $(DEMO_TRACE) | head -n 25
+	@echo "== the exception raised and handled on the way (chronolog dump, excerpt)"
+	$(VENV)/bin/chronolog dump $(DEMO_TRACE) | grep -E -A4 " raise " | head -n 12
+	@echo "== how 'total' evolved (chronolog dump, excerpt)"
+	$(VENV)/bin/chronolog dump $(DEMO_TRACE) | grep -E "(new|modified) total =" | head -n 12
 
 test: test-rust test-python ## all Rust tests, then pytest on every CPython 3.11-3.13 present
 

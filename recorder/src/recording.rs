@@ -71,8 +71,6 @@ struct CodeState {
     first_line: u32,
     /// `co_flags`.
     flags: u32,
-    /// Local slots: name string id and how to read the slot.
-    slots: Arc<[(u32, SlotKind)]>,
 }
 
 impl CodeState {
@@ -99,7 +97,6 @@ pub(crate) struct FrameState {
     /// Address of the interpreter frame (stable across a generator's yields).
     frame: usize,
     code_id: u32,
-    slots: Arc<[(u32, SlotKind)]>,
     /// Line of the last `line` event (the first line before any).
     line: u32,
     locals: Vec<Option<Shadow>>,
@@ -191,6 +188,9 @@ pub(crate) struct Recording {
     /// Type object address -> string id + 1 of its name (types kept alive).
     types: FxHashMap<usize, (u32, Py<PyAny>)>,
     codes: FxHashMap<usize, CodeEntry>,
+    /// Local slots (name string id, how to read it) of each code in scope,
+    /// by code id.
+    code_slots: Vec<Box<[(u32, SlotKind)]>>,
     threads: Threads,
     /// Generator and coroutine frames between a yield and their resumption.
     pub(crate) suspended: FxHashMap<usize, FrameState>,
@@ -344,6 +344,7 @@ impl Recorder {
             strings: FxHashMap::default(),
             types: FxHashMap::default(),
             codes: FxHashMap::default(),
+            code_slots: Vec::new(),
             threads: Threads::default(),
             suspended: FxHashMap::default(),
             exceptions: FxHashMap::default(),
@@ -1012,6 +1013,8 @@ impl Recording {
         for f in &freevars {
             slots.push((self.intern(f), SlotKind::Cell));
         }
+        // Code ids count from 0: the slots of code `id` are at index `id`.
+        self.code_slots.push(slots.into());
         if self.sources.insert(file_id)
             && let Ok(text) = std::fs::read_to_string(file)
         {
@@ -1021,7 +1024,6 @@ impl Recording {
             id,
             first_line,
             flags: get(code, "co_flags")?,
-            slots: slots.into(),
         })
     }
 
@@ -1089,7 +1091,6 @@ impl Recording {
             frame_id,
             frame,
             code_id: state.map_or(0, |s| s.id),
-            slots: state.map_or_else(|| Arc::from([]), |s| Arc::clone(&s.slots)),
             line: state.map_or(0, |s| s.first_line),
             locals: Vec::new(),
             namespace: state.filter(|s| s.is_namespace()).map(|_| Box::default()),
@@ -1267,10 +1268,14 @@ impl Recording {
             unsafe { diff_namespace(py, &mut sink, namespace, layout.locals(frame)) };
             return;
         }
-        if top.locals.len() < top.slots.len() {
-            top.locals.resize(top.slots.len(), None);
+        let slots = self
+            .code_slots
+            .get(top.code_id as usize)
+            .map_or(&[][..], |slots| &slots[..]);
+        if top.locals.len() < slots.len() {
+            top.locals.resize(slots.len(), None);
         }
-        for (slot, &(name, kind)) in top.slots.iter().enumerate() {
+        for (slot, &(name, kind)) in slots.iter().enumerate() {
             // SAFETY: slot < the code's number of local slots; GIL held; the
             // value is borrowed from the live frame.
             unsafe {

@@ -281,13 +281,12 @@ unsafe fn user_repr(obj: *mut ffi::PyObject) -> Option<String> {
 /// # Safety
 /// GIL held, `obj` valid.
 unsafe fn object_form(obj: *mut ffi::PyObject, out: &mut impl FnMut(&str)) {
-    // SAFETY: the GIL serialises every use; the prefixes' types are kept alive.
+    // SAFETY: the GIL is held, so this is the only access to the cache (no
+    // Python code runs while it is borrowed); the prefixes' types are kept
+    // alive.
     unsafe {
         let t = type_of(obj);
-        let mut prefixes = OBJECT_PREFIXES
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let prefixes = prefixes.get_or_insert_with(Default::default);
+        let prefixes = (*OBJECT_PREFIXES.0.get()).get_or_insert_with(Default::default);
         if prefixes.len() >= MAX_OBJECT_PREFIXES {
             for &t in prefixes.keys() {
                 ffi::Py_DecRef(t as *mut ffi::PyObject);
@@ -307,8 +306,15 @@ unsafe fn object_form(obj: *mut ffi::PyObject, out: &mut impl FnMut(&str)) {
 }
 
 /// `object_form` prefixes by type address (each type holds a reference).
-static OBJECT_PREFIXES: std::sync::Mutex<Option<rustc_hash::FxHashMap<usize, Box<str>>>> =
-    std::sync::Mutex::new(None);
+static OBJECT_PREFIXES: GilProtected<Option<rustc_hash::FxHashMap<usize, Box<str>>>> =
+    GilProtected(std::cell::UnsafeCell::new(None));
+
+/// A value only ever used with the GIL held, which serialises every access
+/// (no lock needed; rendering happens only under the GIL).
+struct GilProtected<T>(std::cell::UnsafeCell<T>);
+
+// SAFETY: see above: every access holds the GIL.
+unsafe impl<T: Send> Sync for GilProtected<T> {}
 /// Types whose prefixes are kept at most (then the cache starts over).
 const MAX_OBJECT_PREFIXES: usize = 4096;
 
