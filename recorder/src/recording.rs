@@ -398,9 +398,13 @@ impl Recorder {
     }
 
     /// Forgets the recording without touching its file: for a child process
-    /// after `fork()`, where the writer thread does not exist any more (the
-    /// parent completes the file). The child may record on in a new file.
+    /// after `fork()` (and only there), where the writer and flusher threads
+    /// do not exist any more (the parent completes the file). The child may
+    /// record on in a new file.
     fn abandon(&self, py: Python<'_>) -> PyResult<()> {
+        // SAFETY: called in the child right after fork(): no other thread,
+        // and the forking thread holds no guard (it runs Python code here).
+        unsafe { self.state.reset_after_fork() };
         let recording = self.lock_state(py)?.take();
         if let Some(recording) = recording {
             let result = self.backend.remove(py, &recording.enabled_codes(py));

@@ -38,6 +38,16 @@ impl<T> SpinLock<T> {
         }
     }
 
+    /// Frees the lock whoever holds it: for a child process after `fork()`,
+    /// where the only thread is the one that forked, so a holder (the
+    /// flusher thread, mid-flush when the parent forked) no longer exists.
+    ///
+    /// # Safety
+    /// No guard of this lock may be alive in the calling process.
+    pub(crate) unsafe fn reset_after_fork(&self) {
+        self.locked.store(false, Ordering::Release);
+    }
+
     /// The lock, if it is free now.
     pub(crate) fn try_lock(&self) -> Option<SpinGuard<'_, T>> {
         self.locked
