@@ -16,6 +16,7 @@ mod frames;
 mod locals;
 #[cfg(Py_3_12)]
 mod monitoring;
+mod names;
 mod reading;
 mod recording;
 mod repr;
@@ -24,6 +25,7 @@ mod spinlock;
 mod suspend;
 #[cfg(not(Py_3_12))]
 mod tracehook;
+mod weak;
 
 use pyo3::prelude::*;
 

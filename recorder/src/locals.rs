@@ -13,6 +13,7 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use rustc_hash::FxHashMap;
 
+use crate::names::Names;
 use crate::repr::{ReprOptions, short_repr};
 
 /// Last recorded value of one local.
@@ -36,8 +37,7 @@ pub(crate) struct NamespaceShadow {
 pub(crate) struct VarSink<'a> {
     pub(crate) batch: &'a mut EventBatch,
     pub(crate) scratch: &'a mut String,
-    pub(crate) types: &'a mut FxHashMap<usize, (u32, Py<PyAny>)>,
-    pub(crate) strings: &'a mut FxHashMap<String, u32>,
+    pub(crate) names: &'a mut Names,
     pub(crate) writer: &'a mut TraceWriter,
     pub(crate) repr: ReprOptions,
     pub(crate) index: u32,
@@ -46,12 +46,7 @@ pub(crate) struct VarSink<'a> {
 
 impl VarSink<'_> {
     pub(crate) fn intern(&mut self, text: &str) -> u32 {
-        if let Some(&id) = self.strings.get(text) {
-            return id;
-        }
-        let id = self.writer.define_string(text);
-        self.strings.insert(text.to_string(), id);
-        id
+        self.names.string(self.writer, text)
     }
 
     /// Compares `value` (null: unbound) with its last recorded state and
@@ -131,20 +126,7 @@ impl VarSink<'_> {
         let value_ref = self.batch.values.push(self.scratch);
         // SAFETY: GIL held; borrowed value.
         let bound = unsafe { Bound::from_borrowed_ptr(py, value) };
-        let t = bound.get_type();
-        let type_key = t.as_ptr() as usize;
-        let type_name = match self.types.get(&type_key) {
-            Some(&(id, _)) => id,
-            None => {
-                let name = t
-                    .qualname()
-                    .map(|n| n.to_string())
-                    .unwrap_or_else(|_| "?".into());
-                let id = self.intern(&name) + 1;
-                self.types.insert(type_key, (id, t.into_any().unbind()));
-                id
-            }
-        };
+        let type_name = self.names.type_of(self.writer, &bound);
         self.batch.push_var(&VarRecord {
             event: self.index,
             name,

@@ -32,12 +32,16 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use crate::clock::Clock;
 use crate::frames::{InterpreterFrame, Layout, SlotKind};
 use crate::locals::{NamespaceShadow, Shadow, VarSink, diff_namespace};
+use crate::names::Names;
 use crate::repr::{ReprOptions, short_repr};
 use crate::scope::Scope;
 use crate::spinlock::{SpinGuard, SpinLock};
+use crate::weak::Weak;
 
 /// Events per batch handed to the writer.
 const BATCH_EVENTS: usize = 1 << 16;
+/// Out-of-scope code objects remembered at most (see `register_code`).
+const MAX_OUT_OF_SCOPE_CODES: usize = 1 << 16;
 /// Exception identities remembered at most (see [`Recording::exception_id`]).
 const MAX_TRACKED_EXCEPTIONS: usize = 1 << 16;
 /// Longest time events wait in memory before reaching the writer.
@@ -81,11 +85,11 @@ impl CodeState {
     }
 }
 
-/// The recorder's view of one code object (kept alive so its address is
-/// never reused by another).
+/// The recorder's view of one code object (by address; the weak reference
+/// tells when the address means another code object).
 #[derive(Debug)]
 struct CodeEntry {
-    object: Py<PyAny>,
+    object: Weak,
     state: Option<CodeState>,
     /// Its per-code events are on (or it needs none).
     enabled: bool,
@@ -184,10 +188,10 @@ pub(crate) struct Recording {
     seq: u64,
     next_frame: u64,
     next_exception: u64,
-    strings: FxHashMap<String, u32>,
-    /// Type object address -> string id + 1 of its name (types kept alive).
-    types: FxHashMap<usize, (u32, Py<PyAny>)>,
+    names: Names,
     codes: FxHashMap<usize, CodeEntry>,
+    /// Entries of `codes` out of scope.
+    out_of_scope_codes: usize,
     /// Local slots (name string id, how to read it) of each code in scope,
     /// by code id.
     code_slots: Vec<Box<[(u32, SlotKind)]>>,
@@ -197,8 +201,8 @@ pub(crate) struct Recording {
     /// Exception object address -> its identity, while it propagates.
     exceptions: FxHashMap<usize, u64>,
     sources: FxHashSet<u32>,
-    /// (code, bytecode offset) -> line, for events that carry an offset.
-    lines: FxHashMap<(usize, i32), u32>,
+    /// (code id, bytecode offset) -> line, for events that carry an offset.
+    lines: FxHashMap<(u32, i32), u32>,
     scratch: String,
 }
 
@@ -341,9 +345,9 @@ impl Recorder {
             seq: 0,
             next_frame: 1,
             next_exception: 1,
-            strings: FxHashMap::default(),
-            types: FxHashMap::default(),
+            names: Names::default(),
             codes: FxHashMap::default(),
+            out_of_scope_codes: 0,
             code_slots: Vec::new(),
             threads: Threads::default(),
             suspended: FxHashMap::default(),
@@ -674,8 +678,11 @@ impl Recording {
         } = *report;
         let code_key = code as usize;
         let (code_id, needs_enable) = match self.codes.get(&code_key) {
-            Some(entry) => (entry.state.as_ref().map(|s| s.id), !entry.enabled),
-            None => {
+            Some(entry) if entry.object.is(code_key) => {
+                (entry.state.as_ref().map(|s| s.id), !entry.enabled)
+            }
+            // New, or another code object where a dead one was.
+            _ => {
                 // SAFETY: forwarded.
                 unsafe { self.register_code(py, layout, code, frame)? };
                 self.codes.get(&code_key).map_or((None, false), |e| {
@@ -683,7 +690,7 @@ impl Recording {
                 })
             }
         };
-        if code_id.is_none() {
+        let Some(id) = code_id else {
             // Only per-code events can be disabled; exception events are global.
             return Ok(match hook {
                 Hook::Start
@@ -694,7 +701,7 @@ impl Recording {
                 | Hook::Yield => Verdict::Disable,
                 _ => Verdict::Ignore,
             });
-        }
+        };
         // A loop that jumps back to the start of the line it is on (a
         // one-line loop or comprehension) runs that line again: a `line`
         // event, as settrace (and so PySnooper) reports it. Other jumps are
@@ -703,7 +710,7 @@ impl Recording {
             (Hook::Jump, Site::Backward { from, to }) => {
                 // SAFETY: forwarded.
                 let (from_line, to_line) =
-                    unsafe { (self.line_at(code, from), self.line_at(code, to)) };
+                    unsafe { (self.line_at(code, id, from), self.line_at(code, id, to)) };
                 if from_line != to_line {
                     return Ok(Verdict::Disable);
                 }
@@ -834,7 +841,11 @@ impl Recording {
         code: *mut ffi::PyObject,
         frame: InterpreterFrame,
     ) -> Result<Verdict, String> {
-        if !self.codes.contains_key(&(code as usize)) {
+        if !self
+            .codes
+            .get(&(code as usize))
+            .is_some_and(|entry| entry.object.is(code as usize))
+        {
             // SAFETY: forwarded.
             unsafe { self.register_code(py, layout, code, frame)? };
         }
@@ -916,7 +927,9 @@ impl Recording {
         self.codes
             .values()
             .filter(|entry| entry.state.is_some() && entry.enabled)
-            .map(|entry| entry.object.clone_ref(py))
+            .filter_map(|entry| entry.object.get())
+            // SAFETY: GIL held; the code object is alive (its weak reference says so).
+            .map(|code| unsafe { Bound::from_borrowed_ptr(py, code) }.unbind())
             .collect()
     }
 
@@ -969,10 +982,20 @@ impl Recording {
         } else {
             None
         };
+        if state.is_none() {
+            self.out_of_scope_codes += 1;
+            if self.out_of_scope_codes > MAX_OUT_OF_SCOPE_CODES {
+                // Bounded memory for programs that compile code as they go:
+                // forgetting an out-of-scope code object is always safe (if
+                // it runs again it is looked at again).
+                self.codes.retain(|_, entry| entry.state.is_some());
+                self.out_of_scope_codes = 1;
+            }
+        }
         self.codes.insert(
             code_ptr as usize,
             CodeEntry {
-                object: code.unbind(),
+                object: Weak::new(&code),
                 enabled: state.is_none(),
                 state,
             },
@@ -1047,37 +1070,21 @@ impl Recording {
     }
 
     fn intern(&mut self, text: &str) -> u32 {
-        if let Some(&id) = self.strings.get(text) {
-            return id;
-        }
-        let id = self.writer.define_string(text);
-        self.strings.insert(text.to_string(), id);
-        id
+        self.names.string(&mut self.writer, text)
     }
 
     /// String id + 1 of the name of `value`'s type.
     fn type_name(&mut self, value: &Bound<'_, PyAny>) -> u32 {
-        let t = value.get_type();
-        let key = t.as_ptr() as usize;
-        if let Some(&(id, _)) = self.types.get(&key) {
-            return id;
-        }
-        let name = t
-            .qualname()
-            .map(|n| n.to_string())
-            .unwrap_or_else(|_| "?".into());
-        let id = self.intern(&name) + 1;
-        self.types.insert(key, (id, t.into_any().unbind()));
-        id
+        self.names.type_of(&mut self.writer, value)
     }
 
-    /// The line of bytecode `offset` in `code`, from a cache (the line table
-    /// is scanned once per code location).
+    /// The line of bytecode `offset` in `code` (trace code id `code_id`),
+    /// from a cache (the line table is scanned once per code location).
     ///
     /// # Safety
     /// GIL held; `code` a live code object.
-    unsafe fn line_at(&mut self, code: *mut ffi::PyObject, offset: i32) -> u32 {
-        let key = (code as usize, offset);
+    unsafe fn line_at(&mut self, code: *mut ffi::PyObject, code_id: u32, offset: i32) -> u32 {
+        let key = (code_id, offset);
         if let Some(&line) = self.lines.get(&key) {
             return line;
         }
@@ -1184,7 +1191,7 @@ impl Recording {
             _ if at.kind == EventKind::Call || self.options.lines => last_line,
             // SAFETY: forwarded.
             Site::Offset(offset) | Site::Backward { to: offset, .. } => unsafe {
-                self.line_at(at.code, offset)
+                self.line_at(at.code, code_id, offset)
             },
         };
         if let Some(top) = self.top_mut(ident) {
@@ -1260,8 +1267,7 @@ impl Recording {
         let mut sink = VarSink {
             batch: &mut self.batch,
             scratch: &mut self.scratch,
-            types: &mut self.types,
-            strings: &mut self.strings,
+            names: &mut self.names,
             writer: &mut self.writer,
             repr: self.options.repr,
             index,

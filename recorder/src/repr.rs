@@ -273,7 +273,7 @@ unsafe fn user_repr(obj: *mut ffi::PyObject) -> Option<String> {
 /// handed to `out` in two pieces.
 ///
 /// The part before the address is composed once per type and kept (with a
-/// reference to the type, so that its address is never another type's):
+/// weak reference to the type, telling when its address means another):
 /// objects of user classes are the most common values of all, and looking
 /// their names up in the type's dict each time cost more than everything
 /// else about recording them.
@@ -287,17 +287,21 @@ unsafe fn object_form(obj: *mut ffi::PyObject, out: &mut impl FnMut(&str)) {
     unsafe {
         let t = type_of(obj);
         let prefixes = (*OBJECT_PREFIXES.0.get()).get_or_insert_with(Default::default);
-        if prefixes.len() >= MAX_OBJECT_PREFIXES {
-            for &t in prefixes.keys() {
-                ffi::Py_DecRef(t as *mut ffi::PyObject);
+        let key = t as usize;
+        if !prefixes.get(&key).is_some_and(|(_, weak)| weak.is(key)) {
+            if prefixes.len() >= MAX_OBJECT_PREFIXES {
+                prefixes.clear();
             }
-            prefixes.clear();
+            let prefix = object_prefix(t).into_boxed_str();
+            let weak = crate::weak::Weak::new(&pyo3::Bound::from_borrowed_ptr(
+                pyo3::Python::assume_attached(),
+                t.cast(),
+            ));
+            prefixes.insert(key, (prefix, weak));
         }
-        let prefix = prefixes.entry(t as usize).or_insert_with(|| {
-            ffi::Py_IncRef(t.cast());
-            object_prefix(t).into_boxed_str()
-        });
-        out(prefix);
+        if let Some((prefix, _)) = prefixes.get(&key) {
+            out(prefix);
+        }
     }
     let mut address = StackText::default();
     push_hex_address(&mut address, obj as usize);
@@ -305,8 +309,9 @@ unsafe fn object_form(obj: *mut ffi::PyObject, out: &mut impl FnMut(&str)) {
     out(address.as_str());
 }
 
-/// `object_form` prefixes by type address (each type holds a reference).
-static OBJECT_PREFIXES: GilProtected<Option<rustc_hash::FxHashMap<usize, Box<str>>>> =
+/// `object_form` prefixes by type address (see `weak.rs`).
+type PrefixCache = rustc_hash::FxHashMap<usize, (Box<str>, crate::weak::Weak)>;
+static OBJECT_PREFIXES: GilProtected<Option<PrefixCache>> =
     GilProtected(std::cell::UnsafeCell::new(None));
 
 /// A value only ever used with the GIL held, which serialises every access

@@ -1,0 +1,56 @@
+//! Interned strings and type names of a recording.
+//!
+//! Every name, file and type name is written to the trace once and referred
+//! to by id afterwards. Types are remembered by address with a weak
+//! reference (see `weak.rs`), and the cache starts over past a bound: a
+//! program creating classes in a loop neither grows the recorder's memory
+//! nor has its classes kept alive.
+
+use chronolog_format::TraceWriter;
+use pyo3::prelude::*;
+use rustc_hash::FxHashMap;
+
+use crate::weak::Weak;
+
+/// Types whose name ids are kept at most.
+const MAX_TYPES: usize = 4096;
+
+#[derive(Debug, Default)]
+pub(crate) struct Names {
+    strings: FxHashMap<String, u32>,
+    /// Type object address -> string id + 1 of its name.
+    types: FxHashMap<usize, (u32, Weak)>,
+}
+
+impl Names {
+    /// The string id of `text`, defining it in the trace the first time.
+    pub(crate) fn string(&mut self, writer: &mut TraceWriter, text: &str) -> u32 {
+        if let Some(&id) = self.strings.get(text) {
+            return id;
+        }
+        let id = writer.define_string(text);
+        self.strings.insert(text.to_string(), id);
+        id
+    }
+
+    /// String id + 1 of the name of `value`'s type.
+    pub(crate) fn type_of(&mut self, writer: &mut TraceWriter, value: &Bound<'_, PyAny>) -> u32 {
+        let t = value.get_type();
+        let key = t.as_ptr() as usize;
+        if let Some((id, weak)) = self.types.get(&key)
+            && weak.is(key)
+        {
+            return *id;
+        }
+        if self.types.len() >= MAX_TYPES {
+            self.types.clear();
+        }
+        let name = t
+            .qualname()
+            .map(|n| n.to_string())
+            .unwrap_or_else(|_| "?".into());
+        let id = self.string(writer, &name) + 1;
+        self.types.insert(key, (id, Weak::new(t.as_any())));
+        id
+    }
+}
