@@ -16,20 +16,30 @@ use rustc_hash::FxHashMap;
 use crate::names::Names;
 use crate::repr::{ReprOptions, short_repr};
 
-/// Last recorded value of one local.
-#[derive(Debug, Clone)]
+/// Last recorded value of one local. Unbound shadows keep their text
+/// buffer, and frames hand their shadows on to later frames (see
+/// `Recording::new_frame`): recording a call allocates nothing once warm.
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Shadow {
+    bound: bool,
     object: usize,
     repr: String,
     /// For containers: what their cut repr depends on (see [`fingerprint`]).
     fingerprint: Option<u64>,
 }
 
+impl Shadow {
+    /// Forgets the value (keeping the buffer).
+    pub(crate) fn unbind(&mut self) {
+        self.bound = false;
+    }
+}
+
 /// Last recorded state of a namespace's variables, by name id, with the
 /// generation of the diff that last saw each (to find deleted ones).
 #[derive(Debug, Default)]
 pub(crate) struct NamespaceShadow {
-    vars: FxHashMap<u32, (Option<Shadow>, u64)>,
+    vars: FxHashMap<u32, (Shadow, u64)>,
     generation: u64,
 }
 
@@ -57,12 +67,13 @@ impl VarSink<'_> {
     pub(crate) unsafe fn observe(
         &mut self,
         py: Python<'_>,
-        previous: &mut Option<Shadow>,
+        previous: &mut Shadow,
         value: *mut ffi::PyObject,
         name: u32,
     ) {
         if value.is_null() {
-            if previous.take().is_some() {
+            if previous.bound {
+                previous.bound = false;
                 self.batch.push_var(&VarRecord {
                     event: self.index,
                     name,
@@ -75,9 +86,7 @@ impl VarSink<'_> {
         }
         // SAFETY: forwarded from the caller.
         let mutable = unsafe { may_change_in_place(value, self.repr.user_code) };
-        let same_object = previous
-            .as_ref()
-            .is_some_and(|shadow| shadow.object == value as usize);
+        let same_object = previous.bound && previous.object == value as usize;
         if same_object && !mutable {
             return;
         }
@@ -87,42 +96,30 @@ impl VarSink<'_> {
         } else {
             None
         };
-        if same_object
-            && fingerprint.is_some()
-            && previous
-                .as_ref()
-                .is_some_and(|s| s.fingerprint == fingerprint)
-        {
+        if same_object && fingerprint.is_some() && previous.fingerprint == fingerprint {
             return;
         }
         self.scratch.clear();
         // SAFETY: as above.
         unsafe { short_repr(value, self.repr, self.scratch) };
-        let change = match previous {
-            Some(shadow) if shadow.repr == *self.scratch => {
-                shadow.object = value as usize;
-                shadow.fingerprint = fingerprint;
-                return;
+        let change = if !previous.bound {
+            if self.is_start {
+                VarChange::Start
+            } else {
+                VarChange::New
             }
-            Some(_) => VarChange::Modified,
-            None if self.is_start => VarChange::Start,
-            None => VarChange::New,
+        } else if previous.repr == *self.scratch {
+            previous.object = value as usize;
+            previous.fingerprint = fingerprint;
+            return;
+        } else {
+            VarChange::Modified
         };
-        match previous {
-            Some(shadow) => {
-                shadow.object = value as usize;
-                shadow.fingerprint = fingerprint;
-                shadow.repr.clear();
-                shadow.repr.push_str(self.scratch);
-            }
-            None => {
-                *previous = Some(Shadow {
-                    object: value as usize,
-                    repr: self.scratch.clone(),
-                    fingerprint,
-                });
-            }
-        }
+        previous.bound = true;
+        previous.object = value as usize;
+        previous.fingerprint = fingerprint;
+        previous.repr.clear();
+        previous.repr.push_str(self.scratch);
         let value_ref = self.batch.values.push(self.scratch);
         // SAFETY: GIL held; borrowed value.
         let bound = unsafe { Bound::from_borrowed_ptr(py, value) };
@@ -167,7 +164,10 @@ pub(crate) unsafe fn diff_namespace(
                     Ok(text) => sink.intern(&text),
                     Err(_) => continue,
                 };
-            let entry = shadows.vars.entry(name).or_insert((None, generation));
+            let entry = shadows
+                .vars
+                .entry(name)
+                .or_insert_with(|| (Shadow::default(), generation));
             entry.1 = generation;
             sink.observe(py, &mut entry.0, value, name);
         }

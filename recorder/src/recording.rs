@@ -40,6 +40,8 @@ use crate::weak::Weak;
 
 /// Events per batch handed to the writer.
 const BATCH_EVENTS: usize = 1 << 16;
+/// Finished frames' shadow vectors kept for reuse at most.
+const MAX_SPARE_LOCALS: usize = 256;
 /// Out-of-scope code objects remembered at most (see `register_code`).
 const MAX_OUT_OF_SCOPE_CODES: usize = 1 << 16;
 /// Exception identities remembered at most (see [`Recording::exception_id`]).
@@ -103,7 +105,7 @@ pub(crate) struct FrameState {
     code_id: u32,
     /// Line of the last `line` event (the first line before any).
     line: u32,
-    locals: Vec<Option<Shadow>>,
+    locals: Vec<Shadow>,
     /// For module and class bodies: their namespace's variables.
     namespace: Option<Box<NamespaceShadow>>,
     /// 3.11: the exception pending in the frame (see `tracehook.rs`).
@@ -204,6 +206,8 @@ pub(crate) struct Recording {
     /// (code id, bytecode offset) -> line, for events that carry an offset.
     lines: FxHashMap<(u32, i32), u32>,
     scratch: String,
+    /// Shadows of finished frames, for new ones (see [`Recording::recycle`]).
+    spare_locals: Vec<Vec<Shadow>>,
 }
 
 /// Where in the code a callback fired: `LINE` gives the line, the other
@@ -355,6 +359,7 @@ impl Recorder {
             sources: FxHashSet::default(),
             lines: FxHashMap::default(),
             scratch: String::new(),
+            spare_locals: Vec::new(),
         };
         Ok(Recorder {
             state: start_flusher(Arc::new(SpinLock::new(Some(recording)))),
@@ -784,13 +789,17 @@ impl Recording {
                 let value = arg.map(Value::Object);
                 unsafe { self.event(py, layout, ident, event(kind, value, 0, false)) };
                 let popped = self.threads.get_mut(&ident).and_then(|t| t.stack.pop());
-                if let (Hook::Yield, Some(state)) = (hook, popped) {
-                    #[cfg(not(Py_3_12))]
-                    let state = FrameState {
-                        pending: None,
-                        ..state
-                    };
-                    self.suspended.insert(state.frame, state);
+                match (hook, popped) {
+                    (Hook::Yield, Some(state)) => {
+                        #[cfg(not(Py_3_12))]
+                        let state = FrameState {
+                            pending: None,
+                            ..state
+                        };
+                        self.suspended.insert(state.frame, state);
+                    }
+                    (_, Some(state)) => self.recycle(state),
+                    _ => {}
                 }
             }
             Hook::Raise | Hook::Reraise | Hook::Handled | Hook::Unwind => {
@@ -817,6 +826,7 @@ impl Recording {
                     && let Some(state) = self.threads.get_mut(&ident).and_then(|t| t.stack.pop())
                 {
                     self.suspended.remove(&state.frame);
+                    self.recycle(state);
                 }
             }
         }
@@ -1103,10 +1113,20 @@ impl Recording {
             frame,
             code_id: state.map_or(0, |s| s.id),
             line: state.map_or(0, |s| s.first_line),
-            locals: Vec::new(),
+            locals: self.spare_locals.pop().unwrap_or_default(),
             namespace: state.filter(|s| s.is_namespace()).map(|_| Box::default()),
             #[cfg(not(Py_3_12))]
             pending: None,
+        }
+    }
+
+    /// Keeps a finished frame's shadows (and their text buffers) for the
+    /// next frames.
+    fn recycle(&mut self, state: FrameState) {
+        let mut locals = state.locals;
+        if self.spare_locals.len() < MAX_SPARE_LOCALS && locals.capacity() > 0 {
+            locals.iter_mut().for_each(Shadow::unbind);
+            self.spare_locals.push(locals);
         }
     }
 
@@ -1283,7 +1303,7 @@ impl Recording {
             .get(top.code_id as usize)
             .map_or(&[][..], |slots| &slots[..]);
         if top.locals.len() < slots.len() {
-            top.locals.resize(slots.len(), None);
+            top.locals.resize_with(slots.len(), Shadow::default);
         }
         for (slot, &(name, kind)) in slots.iter().enumerate() {
             // SAFETY: slot < the code's number of local slots; GIL held; the

@@ -53,21 +53,25 @@ pub(crate) unsafe fn short_repr(obj: *mut ffi::PyObject, options: ReprOptions, o
     } else {
         max_len + 1
     };
+    // The head is rendered straight after what `out` holds (no buffer of
+    // its own to allocate and copy).
+    let start = out.len();
     let mut head = Head::new(limit, options.user_code);
+    head.text = std::mem::take(out);
     // SAFETY: forwarded from the caller.
     unsafe { head.render(obj) };
-    if max_len == 0 || head.chars <= max_len {
-        out.push_str(&head.text);
+    let chars = head.chars;
+    *out = std::mem::take(&mut head.text);
+    if max_len == 0 || chars <= max_len {
         return;
     }
     let left = max_len.saturating_sub(3) / 2;
     let right = max_len.saturating_sub(3) - left;
-    let head_end = head
-        .text
+    let head_end = out[start..]
         .char_indices()
         .nth(left)
-        .map_or(head.text.len(), |(i, _)| i);
-    out.push_str(&head.text[..head_end]);
+        .map_or(out.len(), |(i, _)| start + i);
+    out.truncate(head_end);
     out.push_str("...");
     let mut tail = Tail::new(right, options.user_code);
     // SAFETY: forwarded from the caller.
@@ -587,8 +591,7 @@ impl Head {
     fn new(limit: usize, user_code: bool) -> Head {
         Head {
             user_code,
-            // Room for the whole cut text at once (ASCII), not grown piecemeal.
-            text: String::with_capacity(limit.min(256)),
+            text: String::new(),
             chars: 0,
             limit,
             stack: Vec::new(),
