@@ -26,7 +26,7 @@ use chronolog_format::{
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString, PyTuple};
+use pyo3::types::PyDict;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::clock::Clock;
@@ -1223,7 +1223,11 @@ impl Recording {
                 let value = unsafe { Bound::from_borrowed_ptr(py, value) };
                 self.scratch.clear();
                 if at.exc_id != 0 {
-                    exception_message(&value, self.options.repr.max_len, &mut self.scratch);
+                    crate::repr::exception_message(
+                        &value,
+                        self.options.repr.max_len,
+                        &mut self.scratch,
+                    );
                 } else {
                     // SAFETY: as above.
                     unsafe { short_repr(value.as_ptr(), self.options.repr, &mut self.scratch) };
@@ -1373,36 +1377,4 @@ fn traceback_len(exc: &Bound<'_, PyAny>) -> usize {
         tb = t.getattr("tb_next").ok();
     }
     n
-}
-
-/// The message of an exception as `str(exc)` gives it for built-in
-/// exceptions, computed from its args without running user code.
-fn exception_message(exc: &Bound<'_, PyAny>, max_repr: usize, out: &mut String) {
-    // SAFETY: the C field of every exception object; GIL held.
-    let args = unsafe { (*exc.as_ptr().cast::<ffi::PyBaseExceptionObject>()).args };
-    if args.is_null() {
-        return;
-    }
-    // SAFETY: GIL held; the exception keeps its args alive.
-    let args = unsafe { Bound::from_borrowed_ptr(exc.py(), args) };
-    let Ok(args) = args.cast::<PyTuple>() else {
-        return;
-    };
-    match args.len() {
-        0 => {}
-        1 => {
-            let Ok(only) = args.get_item(0) else { return };
-            let key_error = exc.is_instance_of::<pyo3::exceptions::PyKeyError>();
-            if let Ok(text) = only.cast_exact::<PyString>()
-                && !key_error
-            {
-                crate::repr::truncate_into(&text.to_string_lossy(), max_repr, out);
-            } else {
-                // SAFETY: GIL held; borrowed from args.
-                unsafe { short_repr(only.as_ptr(), ReprOptions::safe(max_repr), out) };
-            }
-        }
-        // SAFETY: as above.
-        _ => unsafe { short_repr(args.as_ptr(), ReprOptions::safe(max_repr), out) },
-    }
 }

@@ -21,6 +21,8 @@ use std::ffi::CStr;
 use std::ptr;
 
 use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyString, PyTuple};
 
 /// How values are rendered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -243,25 +245,71 @@ unsafe fn str_contents<'a>(text: *mut ffi::PyObject) -> Option<&'a str> {
     }
 }
 
+/// The message of an exception as `str(exc)` gives it for built-in
+/// exceptions, computed from its args without running user code.
+pub(crate) fn exception_message(exc: &Bound<'_, PyAny>, max_repr: usize, out: &mut String) {
+    // SAFETY: the C field of every exception object; GIL held.
+    let args = unsafe { (*exc.as_ptr().cast::<ffi::PyBaseExceptionObject>()).args };
+    if args.is_null() {
+        return;
+    }
+    // SAFETY: GIL held; the exception keeps its args alive.
+    let args = unsafe { Bound::from_borrowed_ptr(exc.py(), args) };
+    let Ok(args) = args.cast::<PyTuple>() else {
+        return;
+    };
+    match args.len() {
+        0 => {}
+        1 => {
+            let Ok(only) = args.get_item(0) else { return };
+            let key_error = exc.is_instance_of::<pyo3::exceptions::PyKeyError>();
+            if let Ok(text) = only.cast_exact::<PyString>()
+                && !key_error
+            {
+                truncate_into(&text.to_string_lossy(), max_repr, out);
+            } else {
+                // SAFETY: GIL held; borrowed from args.
+                unsafe { short_repr(only.as_ptr(), ReprOptions::safe(max_repr), out) };
+            }
+        }
+        // SAFETY: as above.
+        _ => unsafe { short_repr(args.as_ptr(), ReprOptions::safe(max_repr), out) },
+    }
+}
+
 /// `repr(obj)` by the object's own `__repr__` (`--unsafe-repr`), with this
 /// thread's events ignored while it runs (no recording of the recorder's
-/// own calls, no re-entrance). `None` if it raised: the exception is
-/// dropped, except that an interrupt (Ctrl-C arriving meanwhile) is raised
-/// again for the program, at its next instruction.
+/// own calls, no re-entrance). If it raises, `<repr failed: ExcType:
+/// message>` (the message computed without running user code); an
+/// interrupt (Ctrl-C arriving meanwhile) is raised again for the program,
+/// at its next instruction.
 ///
 /// # Safety
 /// GIL held, `obj` valid.
-unsafe fn user_repr(obj: *mut ffi::PyObject) -> Option<String> {
+unsafe fn user_repr(obj: *mut ffi::PyObject) -> String {
     let _suspended = crate::suspend::Suspended::enter();
     // SAFETY: GIL held; the result is released before returning.
     unsafe {
+        let py = pyo3::Python::assume_attached();
         let text = ffi::PyObject_Repr(obj);
         if text.is_null() {
-            if ffi::PyErr_ExceptionMatches(ffi::PyExc_KeyboardInterrupt) != 0 {
-                ffi::PyErr_SetInterrupt();
+            let mut failed = String::from("<repr failed: ");
+            if let Some(error) = pyo3::PyErr::take(py) {
+                if error.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py) {
+                    ffi::PyErr_SetInterrupt();
+                }
+                let value = error.value(py);
+                let name = CStr::from_ptr((*type_of(value.as_ptr())).tp_name).to_string_lossy();
+                failed.push_str(name.rsplit('.').next().unwrap_or(&name));
+                let mut message = String::new();
+                exception_message(value.as_any(), 0, &mut message);
+                if !message.is_empty() {
+                    failed.push_str(": ");
+                    failed.push_str(&message);
+                }
             }
-            ffi::PyErr_Clear();
-            return None;
+            failed.push('>');
+            return failed;
         }
         let result = if ffi::PyUnicode_Check(text) != 0 {
             str_contents(text).map(str::to_string)
@@ -269,7 +317,7 @@ unsafe fn user_repr(obj: *mut ffi::PyObject) -> Option<String> {
             None
         };
         ffi::Py_DecRef(text);
-        result
+        result.unwrap_or_else(|| "<repr failed: TypeError: __repr__ returned non-string>".into())
     }
 }
 
@@ -699,10 +747,8 @@ impl Head {
                 },
                 Kind::Exception => self.exception(obj),
                 Kind::Module => self.put(&module_repr(obj)),
-                Kind::Other => match self.user_code.then(|| user_repr(obj)).flatten() {
-                    Some(text) => self.put(&text),
-                    None => object_form(obj, &mut |text| self.put(text)),
-                },
+                Kind::Other if self.user_code => self.put(&user_repr(obj)),
+                Kind::Other => object_form(obj, &mut |text| self.put(text)),
             }
         }
     }
@@ -1311,6 +1357,37 @@ mod tests {
             let mut text = String::new();
             push_hex_address(&mut text, address);
             assert_eq!(text, format!("{:p}", address as *const u8));
+        }
+    }
+}
+
+#[cfg(test)]
+mod float_tests {
+    use super::push_float;
+
+    #[test]
+    fn floats_render_as_python_does() {
+        for (value, text) in [
+            (0.0, "0.0"),
+            (-0.0, "-0.0"),
+            (1.0, "1.0"),
+            (0.1, "0.1"),
+            (1e16, "1e+16"),
+            (1e15, "1000000000000000.0"),
+            (123456789012345680.0, "1.2345678901234568e+17"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (0.000012345, "1.2345e-05"),
+            (5e-324, "5e-324"),
+            (1.7976931348623157e308, "1.7976931348623157e+308"),
+            (-2.5, "-2.5"),
+            (f64::INFINITY, "inf"),
+            (f64::NEG_INFINITY, "-inf"),
+            (f64::NAN, "nan"),
+        ] {
+            let mut out = String::new();
+            push_float(&mut out, value);
+            assert_eq!(out, text, "{value:e}");
         }
     }
 }
