@@ -270,6 +270,9 @@ pub(crate) struct Recorder {
     state: Arc<SpinLock<Option<Recording>>>,
     pub(crate) layout: Layout,
     pub(crate) backend: Box<dyn Backend>,
+    /// Line events are recorded (not `--no-lines`).
+    #[cfg_attr(Py_3_12, allow(dead_code, reason = "3.12+ never asks for them then"))]
+    pub(crate) lines: bool,
     /// Called once when recording must stop after a failure.
     on_failure: Py<PyAny>,
     /// `() -> (name, native_id)` of the current thread.
@@ -365,6 +368,7 @@ impl Recorder {
             state: start_flusher(Arc::new(SpinLock::new(Some(recording)))),
             layout,
             backend,
+            lines,
             on_failure,
             thread_info,
             path,

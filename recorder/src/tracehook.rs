@@ -207,7 +207,9 @@ unsafe extern "C" fn trace(
             }
             _ => Verdict::Ignore,
         };
-        if verdict == Verdict::Disable {
+        // Out-of-scope frames, and every frame under `--no-lines`, get no
+        // line events from here on (3.11 reports them per frame).
+        if verdict == Verdict::Disable || (what == ffi::PyTrace_CALL && !recorder.lines) {
             stop_line_events(frame_object);
         }
         0
