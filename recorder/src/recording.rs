@@ -125,14 +125,6 @@ pub(crate) struct Pending {
     pub(crate) handled: bool,
 }
 
-impl FrameState {
-    /// Address of the interpreter frame it records.
-    #[cfg(not(Py_3_12))]
-    pub(crate) fn frame(&self) -> usize {
-        self.frame
-    }
-}
-
 #[derive(Debug)]
 struct ThreadState {
     id: u32,
@@ -247,6 +239,10 @@ pub(crate) enum Hook {
     Return,
     Yield,
     Raise,
+    #[cfg_attr(
+        not(Py_3_12),
+        allow(dead_code, reason = "3.11 infers re-raises in `handle`")
+    )]
     Reraise,
     Handled,
     Unwind,
@@ -779,6 +775,16 @@ impl Recording {
             // (A jump reaching here was turned into a line above.)
             Hook::Line | Hook::Jump => {
                 self.ensure_top(ident, frame_key, code_key);
+                // 3.11: a line of the frame after an exception in it means
+                // the exception was handled.
+                #[cfg(not(Py_3_12))]
+                if self.pending_handled(ident) == Some(false) {
+                    let (exc_id, value) = self.pending_exception(ident);
+                    let handled = event(EventKind::Handled, value, exc_id, false);
+                    // SAFETY: forwarded.
+                    unsafe { self.event(py, layout, ident, handled) };
+                    self.note_pending(py, ident, Hook::Handled, exc_id, None);
+                }
                 // SAFETY: forwarded.
                 unsafe { self.event(py, layout, ident, event(EventKind::Line, None, 0, false)) };
             }
@@ -808,6 +814,18 @@ impl Recording {
             }
             Hook::Raise | Hook::Reraise | Hook::Handled | Hook::Unwind => {
                 self.ensure_top(ident, frame_key, code_key);
+                // 3.11: leaving the frame by the exception it had handled
+                // means the exception was re-raised.
+                #[cfg(not(Py_3_12))]
+                if hook == Hook::Unwind
+                    && arg.is_none()
+                    && self.pending_handled(ident) == Some(true)
+                {
+                    let (exc_id, value) = self.pending_exception(ident);
+                    let reraise = event(EventKind::Reraise, value, exc_id, false);
+                    // SAFETY: forwarded.
+                    unsafe { self.event(py, layout, ident, reraise) };
+                }
                 let kind = match hook {
                     Hook::Raise => EventKind::Raise,
                     Hook::Reraise => EventKind::Reraise,
@@ -870,6 +888,17 @@ impl Recording {
             }
             _ => Verdict::Ignore,
         })
+    }
+
+    /// Whether the exception pending in the thread's top frame (3.11) was
+    /// handled; `None` without one.
+    #[cfg(not(Py_3_12))]
+    fn pending_handled(&self, ident: u64) -> Option<bool> {
+        self.threads
+            .get(&ident)
+            .and_then(|t| t.stack.last())
+            .and_then(|top| top.pending.as_ref())
+            .map(|pending| pending.handled)
     }
 
     /// Identity and rendering of the exception pending in the thread's top

@@ -30,8 +30,8 @@ use std::ffi::c_int;
 use pyo3::ffi;
 use pyo3::prelude::*;
 
-use crate::frames::{FRAME_OBJECT_TRACE_LINES_311, InterpreterFrame, interpreter_frame};
-use crate::recording::{Backend, FrameState, Hook, Recorder, Site, Verdict};
+use crate::frames::{FRAME_OBJECT_TRACE_LINES_311, interpreter_frame};
+use crate::recording::{Backend, Hook, Recorder, Site, Verdict};
 
 /// `co_flags` bits of generator-like code (generator, coroutine, async generator).
 const CO_GENERATOR_LIKE: u32 = 0x20 | 0x80 | 0x200;
@@ -167,15 +167,10 @@ unsafe extern "C" fn trace(
             }
             ffi::PyTrace_LINE => {
                 let line = u32::try_from(ffi::PyFrame_GetLineNumber(frame_object)).unwrap_or(0);
-                if pending(py, recorder, frame) == Some(false) {
-                    dispatch(Hook::Handled, std::ptr::null_mut(), Site::Line(line));
-                }
                 dispatch(Hook::Line, std::ptr::null_mut(), Site::Line(line))
             }
+            // Without a value: the frame is left by an exception.
             ffi::PyTrace_RETURN if arg.is_null() => {
-                if pending(py, recorder, frame) == Some(true) {
-                    dispatch(Hook::Reraise, std::ptr::null_mut(), offset());
-                }
                 dispatch(Hook::Unwind, std::ptr::null_mut(), offset())
             }
             ffi::PyTrace_RETURN => {
@@ -214,36 +209,6 @@ unsafe extern "C" fn trace(
         }
         0
     }
-}
-
-/// `f` of `frame`'s state, if it is the thread's top recorded frame.
-fn with_top<T>(
-    py: Python<'_>,
-    recorder: &Recorder,
-    frame: InterpreterFrame,
-    f: impl FnOnce(&mut FrameState) -> T,
-) -> Option<T> {
-    recorder
-        .inspect(py, |r| {
-            // SAFETY: GIL held; a plain number.
-            #[allow(
-                clippy::useless_conversion,
-                reason = "c_ulong is 32 bits on some platforms"
-            )]
-            let ident = u64::from(unsafe { ffi::PyThread_get_thread_ident() });
-            r.top_mut(ident)
-                .filter(|top| top.frame() == frame as usize)
-                .map(f)
-        })
-        .flatten()
-}
-
-/// Whether an exception is pending in `frame`: `Some(handled)`.
-fn pending(py: Python<'_>, recorder: &Recorder, frame: InterpreterFrame) -> Option<bool> {
-    with_top(py, recorder, frame, |top| {
-        top.pending.as_ref().map(|p| p.handled)
-    })
-    .flatten()
 }
 
 /// Turns off line events for a frame object.
