@@ -118,9 +118,10 @@ impl VarSink<'_> {
         previous.bound = true;
         previous.object = value as usize;
         previous.fingerprint = fingerprint;
-        previous.repr.clear();
-        previous.repr.push_str(self.scratch);
-        let value_ref = self.batch.values.push(self.scratch);
+        // The new text becomes the shadow's; the old one's buffer becomes
+        // the scratch (cleared before its next use).
+        std::mem::swap(&mut previous.repr, self.scratch);
+        let value_ref = self.batch.values.push(&previous.repr);
         // SAFETY: GIL held; borrowed value.
         let bound = unsafe { Bound::from_borrowed_ptr(py, value) };
         let type_name = self.names.type_of(self.writer, &bound);
