@@ -14,7 +14,7 @@ use pyo3::prelude::*;
 use rustc_hash::FxHashMap;
 
 use crate::names::Names;
-use crate::repr::{ReprOptions, short_repr};
+use crate::repr::{ReprOptions, repr_fixed_by_identity, short_repr};
 
 /// Last recorded value of one local. Unbound shadows keep their text
 /// buffer, and frames hand their shadows on to later frames (see
@@ -84,8 +84,11 @@ impl VarSink<'_> {
             }
             return;
         }
+        // A repr that can change while the object stays the same: mutable
+        // containers, containers that may hold them, exceptions, and (when
+        // their own `__repr__` is called) any object but plain scalars.
         // SAFETY: forwarded from the caller.
-        let mutable = unsafe { may_change_in_place(value, self.repr.user_code) };
+        let mutable = unsafe { !repr_fixed_by_identity(value, self.repr.user_code) };
         let same_object = previous.bound && previous.object == value as usize;
         if same_object && !mutable {
             return;
@@ -177,26 +180,6 @@ pub(crate) unsafe fn diff_namespace(
                 sink.observe(py, shadow, std::ptr::null_mut(), name);
             }
         }
-    }
-}
-
-/// True for values whose repr can change while the object stays the same:
-/// mutable containers, containers that may hold them, and (when their own
-/// `__repr__` is called) any object but plain scalars.
-///
-/// # Safety
-/// GIL held, `value` valid.
-unsafe fn may_change_in_place(value: *mut ffi::PyObject, user_code: bool) -> bool {
-    // SAFETY: comparing type pointers.
-    unsafe {
-        let t = ffi::Py_TYPE(value);
-        (user_code && !crate::repr::repr_fixed_by_identity(value, true))
-            || t == &raw mut ffi::PyList_Type
-            || t == &raw mut ffi::PyDict_Type
-            || t == &raw mut ffi::PySet_Type
-            || t == &raw mut ffi::PyByteArray_Type
-            || t == &raw mut ffi::PyTuple_Type
-            || t == &raw mut ffi::PyFrozenSet_Type
     }
 }
 
@@ -385,7 +368,7 @@ unsafe fn fingerprint_into(value: *mut ffi::PyObject, walk: &mut Walk, depth: us
             ffi::Py_DecRef(iter);
             ffi::PyErr_Clear();
             coverage
-        } else if crate::repr::repr_fixed_by_identity(value, walk.user_code) {
+        } else if repr_fixed_by_identity(value, walk.user_code) {
             walk.use_chars(plain_scalar_width(value).unwrap_or(1));
             Coverage::Whole
         } else {

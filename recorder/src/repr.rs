@@ -188,22 +188,27 @@ unsafe fn kind_of(obj: *mut ffi::PyObject) -> Kind {
 
 /// True when `obj`'s repr depends only on its identity: immutable scalars,
 /// and objects shown as `<Type object at 0x…>` (unless `user_code` asks
-/// their own `__repr__`, which may show anything about them).
+/// their own `__repr__`, which may show anything about them). Containers,
+/// bytearrays and exceptions can change in place. On every variable of
+/// every event: the common answers come from a few type comparisons.
 ///
 /// # Safety
 /// GIL held, `obj` valid.
 pub(crate) unsafe fn repr_fixed_by_identity(obj: *mut ffi::PyObject, user_code: bool) -> bool {
-    // SAFETY: forwarded.
-    match unsafe { kind_of(obj) } {
-        Kind::List
-        | Kind::Tuple
-        | Kind::Dict
-        | Kind::Set
-        | Kind::FrozenSet
-        | Kind::ByteArray
-        | Kind::Exception => false,
-        Kind::Other => !user_code,
-        _ => true,
+    // SAFETY: comparing type pointers and flags of a valid object.
+    unsafe {
+        let t = type_of(obj);
+        if t == &raw mut ffi::PyList_Type
+            || t == &raw mut ffi::PyTuple_Type
+            || t == &raw mut ffi::PyDict_Type
+            || t == &raw mut ffi::PySet_Type
+            || t == &raw mut ffi::PyFrozenSet_Type
+            || t == &raw mut ffi::PyByteArray_Type
+            || ffi::PyExceptionInstance_Check(obj) != 0
+        {
+            return false;
+        }
+        !user_code || kind_of(obj) != Kind::Other
     }
 }
 
@@ -1013,7 +1018,7 @@ pub(crate) fn push_float(out: &mut String, value: f64) {
         if exponent < 10 {
             out.push('0');
         }
-        push_int_u32(out, exponent);
+        push_int(out, i64::from(exponent));
     } else if point <= 0 {
         out.push_str("0.");
         out.extend(std::iter::repeat_n('0', point.unsigned_abs() as usize));
@@ -1077,22 +1082,6 @@ fn shortest_digits(text: &[u8]) -> (Digits, i32) {
     }
     let integer_places = point.unwrap_or(digits.len as i32 + leading_zeros);
     (digits, integer_places - leading_zeros + exponent)
-}
-
-/// Appends a `u32` in decimal.
-fn push_int_u32(out: &mut String, value: u32) {
-    let mut buf = [0u8; 10];
-    let mut i = buf.len();
-    let mut v = value;
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    out.extend(buf[i..].iter().map(|&b| char::from(b)));
 }
 
 /// Decimal text of an int beyond 64 bits.
