@@ -533,16 +533,6 @@ impl Recorder {
         })
     }
 
-    /// `f` of the recording, if it is still active.
-    #[cfg(not(Py_3_12))]
-    pub(crate) fn inspect<T>(
-        &self,
-        py: Python<'_>,
-        f: impl FnOnce(&mut Recording) -> T,
-    ) -> Option<T> {
-        self.lock_state(py).ok()?.as_mut().map(f)
-    }
-
     /// True while recording.
     pub(crate) fn is_active(&self, py: Python<'_>) -> bool {
         self.lock_state(py).map_or(true, |state| state.is_some())
@@ -682,20 +672,22 @@ impl Recording {
             site,
         } = *report;
         let code_key = code as usize;
-        let (code_id, needs_enable) = match self.codes.get(&code_key) {
-            Some(entry) if entry.object.is(code_key) => {
-                (entry.state.as_ref().map(|s| s.id), !entry.enabled)
-            }
+        let seen = |entry: &CodeEntry| {
+            (
+                entry.state.as_ref().map(|s| (s.id, s.flags)),
+                !entry.enabled,
+            )
+        };
+        let (code_state, needs_enable) = match self.codes.get(&code_key) {
+            Some(entry) if entry.object.is(code_key) => seen(entry),
             // New, or another code object where a dead one was.
             _ => {
                 // SAFETY: forwarded.
                 unsafe { self.register_code(py, layout, code, frame)? };
-                self.codes.get(&code_key).map_or((None, false), |e| {
-                    (e.state.as_ref().map(|s| s.id), !e.enabled)
-                })
+                self.codes.get(&code_key).map_or((None, false), seen)
             }
         };
-        let Some(id) = code_id else {
+        let Some((id, flags)) = code_state else {
             // Only per-code events can be disabled; exception events are global.
             return Ok(match hook {
                 Hook::Start
@@ -736,6 +728,22 @@ impl Recording {
             return Ok(Verdict::NeedThread(ident));
         }
         let frame_key = frame as usize;
+        // 3.11's trace hook reports a resumption as a call and a yield as a
+        // return.
+        #[cfg(not(Py_3_12))]
+        let hook = match hook {
+            Hook::Start if self.suspended.contains_key(&frame_key) => Hook::Resume,
+            // SAFETY: forwarded (a live 3.11 frame).
+            Hook::Return
+                if flags & crate::tracehook::CO_GENERATOR_LIKE != 0
+                    && unsafe { crate::tracehook::at_yield(frame) } =>
+            {
+                Hook::Yield
+            }
+            other => other,
+        };
+        #[cfg(Py_3_12)]
+        let _ = flags;
         let arg = (!arg.is_null()).then_some(arg);
         let ts = self.clock.now_ns();
         let event = |kind, value, exc_id, is_start| EventSite {
@@ -974,15 +982,6 @@ impl Recording {
             // SAFETY: GIL held; the code object is alive (its weak reference says so).
             .map(|code| unsafe { Bound::from_borrowed_ptr(py, code) }.unbind())
             .collect()
-    }
-
-    /// `co_flags` of a code object in scope (0 otherwise).
-    #[cfg(not(Py_3_12))]
-    pub(crate) fn code_flags(&self, code: *mut ffi::PyObject) -> u32 {
-        self.codes
-            .get(&(code as usize))
-            .and_then(|entry| entry.state.as_ref())
-            .map_or(0, |state| state.flags)
     }
 
     /// Decides a new code object's scope; for code in scope, defines it in

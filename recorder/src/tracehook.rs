@@ -30,11 +30,11 @@ use std::ffi::c_int;
 use pyo3::ffi;
 use pyo3::prelude::*;
 
-use crate::frames::{FRAME_OBJECT_TRACE_LINES_311, interpreter_frame};
+use crate::frames::{FRAME_OBJECT_TRACE_LINES_311, InterpreterFrame, interpreter_frame};
 use crate::recording::{Backend, Hook, Recorder, Site, Verdict};
 
 /// `co_flags` bits of generator-like code (generator, coroutine, async generator).
-const CO_GENERATOR_LIKE: u32 = 0x20 | 0x80 | 0x200;
+pub(crate) const CO_GENERATOR_LIKE: u32 = 0x20 | 0x80 | 0x200;
 /// `YIELD_VALUE` on 3.11.
 const YIELD_VALUE_311: u8 = 86;
 /// `_PyInterpreterFrame.prev_instr` on 3.11.
@@ -158,13 +158,8 @@ unsafe extern "C" fn trace(
         let offset = || Site::Offset(ffi::PyFrame_GetLasti(frame_object));
         let dispatch = |hook, arg, site| recorder.dispatch(py, hook, code, frame, arg, site);
         let verdict = match what {
-            ffi::PyTrace_CALL => {
-                let suspended = recorder
-                    .inspect(py, |r| r.suspended.contains_key(&(frame as usize)))
-                    .unwrap_or(false);
-                let hook = if suspended { Hook::Resume } else { Hook::Start };
-                dispatch(hook, std::ptr::null_mut(), offset())
-            }
+            // A resumption too (told apart in `Recording::handle`).
+            ffi::PyTrace_CALL => dispatch(Hook::Start, std::ptr::null_mut(), offset()),
             ffi::PyTrace_LINE => {
                 let line = u32::try_from(ffi::PyFrame_GetLineNumber(frame_object)).unwrap_or(0);
                 dispatch(Hook::Line, std::ptr::null_mut(), Site::Line(line))
@@ -173,17 +168,8 @@ unsafe extern "C" fn trace(
             ffi::PyTrace_RETURN if arg.is_null() => {
                 dispatch(Hook::Unwind, std::ptr::null_mut(), offset())
             }
-            ffi::PyTrace_RETURN => {
-                let generator = recorder
-                    .inspect(py, |r| r.code_flags(code) & CO_GENERATOR_LIKE != 0)
-                    .unwrap_or(false);
-                let at_yield = generator && {
-                    let instruction = *frame.add(PREV_INSTR_311).cast::<*const u16>();
-                    !instruction.is_null() && (*instruction & 0xff) as u8 == YIELD_VALUE_311
-                };
-                let hook = if at_yield { Hook::Yield } else { Hook::Return };
-                dispatch(hook, arg, offset())
-            }
+            // A yield too (told apart in `Recording::handle`).
+            ffi::PyTrace_RETURN => dispatch(Hook::Return, arg, offset()),
             ffi::PyTrace_EXCEPTION => {
                 // `arg` is (type, value, traceback).
                 let exception = if !arg.is_null()
@@ -208,6 +194,19 @@ unsafe extern "C" fn trace(
             stop_line_events(frame_object);
         }
         0
+    }
+}
+
+/// True when a 3.11 frame reporting a return stopped at a `YIELD_VALUE`:
+/// the "return" is a yield.
+///
+/// # Safety
+/// GIL held; `frame` a live 3.11 interpreter frame.
+pub(crate) unsafe fn at_yield(frame: InterpreterFrame) -> bool {
+    // SAFETY: the checked 3.11 layout; the instruction is inside the code.
+    unsafe {
+        let instruction = *frame.add(PREV_INSTR_311).cast::<*const u16>();
+        !instruction.is_null() && (*instruction & 0xff) as u8 == YIELD_VALUE_311
     }
 }
 
