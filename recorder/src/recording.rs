@@ -98,7 +98,7 @@ struct CodeEntry {
 }
 
 #[derive(Debug)]
-pub(crate) struct FrameState {
+struct FrameState {
     frame_id: u64,
     /// Address of the interpreter frame (stable across a generator's yields).
     frame: usize,
@@ -173,7 +173,7 @@ impl Threads {
 
 /// Everything a recording holds while it runs.
 #[derive(Debug)]
-pub(crate) struct Recording {
+struct Recording {
     writer: TraceWriter,
     options: Options,
     batch: EventBatch,
@@ -191,7 +191,7 @@ pub(crate) struct Recording {
     code_slots: Vec<Box<[(u32, SlotKind)]>>,
     threads: Threads,
     /// Generator and coroutine frames between a yield and their resumption.
-    pub(crate) suspended: FxHashMap<usize, FrameState>,
+    suspended: FxHashMap<usize, FrameState>,
     /// Exception object address -> its identity, while it propagates.
     exceptions: FxHashMap<usize, u64>,
     sources: FxHashSet<u32>,
@@ -591,7 +591,7 @@ impl Recorder {
     /// Stops recording after an error: removes the hooks, finishes the file
     /// with what it has, warns once through `on_failure`, and lets the
     /// program run on.
-    pub(crate) fn fail(&self, py: Python<'_>, message: &str) -> Verdict {
+    fn fail(&self, py: Python<'_>, message: &str) -> Verdict {
         let recording = self.lock_state(py).ok().and_then(|mut state| state.take());
         if let Some(mut recording) = recording {
             let removed = self.backend.remove(py, &recording.enabled_codes(py));
@@ -672,21 +672,8 @@ impl Recording {
             site,
         } = *report;
         let code_key = code as usize;
-        let seen = |entry: &CodeEntry| {
-            (
-                entry.state.as_ref().map(|s| (s.id, s.flags)),
-                !entry.enabled,
-            )
-        };
-        let (code_state, needs_enable) = match self.codes.get(&code_key) {
-            Some(entry) if entry.object.is(code_key) => seen(entry),
-            // New, or another code object where a dead one was.
-            _ => {
-                // SAFETY: forwarded.
-                unsafe { self.register_code(py, layout, code, frame)? };
-                self.codes.get(&code_key).map_or((None, false), seen)
-            }
-        };
+        // SAFETY: forwarded.
+        let (code_state, needs_enable) = unsafe { self.code_state(py, layout, code, frame)? };
         let Some((id, flags)) = code_state else {
             // Only per-code events can be disabled; exception events are global.
             return Ok(match hook {
@@ -861,11 +848,12 @@ impl Recording {
             }
         }
         self.maybe_flush(ts)?;
-        if needs_enable && let Some(entry) = self.codes.get_mut(&code_key) {
-            entry.enabled = true;
-            return Ok(Verdict::Enable);
-        }
-        Ok(Verdict::Ignore)
+        Ok(if needs_enable {
+            self.mark_enabled(code_key);
+            Verdict::Enable
+        } else {
+            Verdict::Ignore
+        })
     }
 
     /// Registers the code of a frame that was running before recording
@@ -881,20 +869,13 @@ impl Recording {
         code: *mut ffi::PyObject,
         frame: InterpreterFrame,
     ) -> Result<Verdict, String> {
-        if !self
-            .codes
-            .get(&(code as usize))
-            .is_some_and(|entry| entry.object.is(code as usize))
-        {
-            // SAFETY: forwarded.
-            unsafe { self.register_code(py, layout, code, frame)? };
-        }
-        Ok(match self.codes.get_mut(&(code as usize)) {
-            Some(entry) if !entry.enabled => {
-                entry.enabled = true;
-                Verdict::Enable
-            }
-            _ => Verdict::Ignore,
+        // SAFETY: forwarded.
+        let (_, needs_enable) = unsafe { self.code_state(py, layout, code, frame)? };
+        Ok(if needs_enable {
+            self.mark_enabled(code as usize);
+            Verdict::Enable
+        } else {
+            Verdict::Ignore
         })
     }
 
@@ -967,7 +948,7 @@ impl Recording {
     }
 
     /// The innermost recorded frame of thread `ident`.
-    pub(crate) fn top_mut(&mut self, ident: u64) -> Option<&mut FrameState> {
+    fn top_mut(&mut self, ident: u64) -> Option<&mut FrameState> {
         self.threads
             .get_mut(&ident)
             .and_then(|t| t.stack.last_mut())
@@ -982,6 +963,44 @@ impl Recording {
             // SAFETY: GIL held; the code object is alive (its weak reference says so).
             .map(|code| unsafe { Bound::from_borrowed_ptr(py, code) }.unbind())
             .collect()
+    }
+
+    /// What the recorder knows of `code` — `(id, co_flags)` when in scope,
+    /// and whether its per-code events still need turning on — registering
+    /// it at its first sight (or when its address now means another code
+    /// object). One hash lookup when already known (every event).
+    ///
+    /// # Safety
+    /// As [`Recorder::dispatch`].
+    unsafe fn code_state(
+        &mut self,
+        py: Python<'_>,
+        layout: &Layout,
+        code: *mut ffi::PyObject,
+        frame: InterpreterFrame,
+    ) -> Result<(Option<(u32, u32)>, bool), String> {
+        let key = code as usize;
+        let seen = |entry: &CodeEntry| {
+            (
+                entry.state.as_ref().map(|s| (s.id, s.flags)),
+                !entry.enabled,
+            )
+        };
+        if let Some(entry) = self.codes.get(&key)
+            && entry.object.is(key)
+        {
+            return Ok(seen(entry));
+        }
+        // SAFETY: forwarded.
+        unsafe { self.register_code(py, layout, code, frame)? };
+        Ok(self.codes.get(&key).map_or((None, false), seen))
+    }
+
+    /// Notes that `code`'s per-code events are on.
+    fn mark_enabled(&mut self, code: usize) {
+        if let Some(entry) = self.codes.get_mut(&code) {
+            entry.enabled = true;
+        }
     }
 
     /// Decides a new code object's scope; for code in scope, defines it in
