@@ -28,10 +28,12 @@ demo: $(VENV)/.installed ## set up .venv with chronolog, record fixtures/program
 	$(VENV)/bin/chronolog record -o $(DEMO_TRACE) fixtures/programs/demo.py
 	@echo "== chronolog info"
 	$(VENV)/bin/chronolog info $(DEMO_TRACE)
-	@echo "== the exception raised and handled on the way (chronolog dump, excerpt)"
-	$(VENV)/bin/chronolog dump $(DEMO_TRACE) | grep -E -A4 " raise " | head -n 12
-	@echo "== how 'total' evolved (chronolog dump, excerpt)"
-	$(VENV)/bin/chronolog dump $(DEMO_TRACE) | grep -E "(new|modified) total =" | head -n 12
+	@echo "== the exception raised and handled on the way (chronolog sql)"
+	$(VENV)/bin/chronolog sql $(DEMO_TRACE) "SELECT seq, event, function, line, type, message FROM exceptions ORDER BY seq"
+	@echo "== every call of parse_price, with its argument and what it returned (chronolog sql)"
+	$(VENV)/bin/chronolog sql $(DEMO_TRACE) "SELECT function, args, return_value FROM calls WHERE function = 'parse_price' ORDER BY start_seq"
+	@echo "== how 'total' evolved (chronolog sql)"
+	$(VENV)/bin/chronolog sql $(DEMO_TRACE) "SELECT seq, line, change, repr FROM vars WHERE name = 'total' ORDER BY seq"
 
 test: test-rust test-python ## all Rust tests, then pytest on every CPython 3.11-3.13 present
 
@@ -44,7 +46,7 @@ test-python: ## build a wheel per CPython present and run pytest against it
 	  version=$$1; python=$$2; shift 2; venv=$(BUILD)/venv-$$version; \
 	  echo "== CPython $$version ($$python)"; \
 	  [ -x $$venv/bin/python ] || $$python -m venv $$venv; \
-	  $$venv/bin/pip install --quiet --upgrade pip maturin pytest pysnooper; \
+	  $$venv/bin/pip install --quiet --upgrade pip maturin pytest pysnooper pyarrow duckdb; \
 	  rm -rf $(BUILD)/wheels/$$version; \
 	  $$venv/bin/maturin build --quiet --release --interpreter $$venv/bin/python --out $(BUILD)/wheels/$$version; \
 	  $$venv/bin/pip install --quiet --force-reinstall --no-deps $(BUILD)/wheels/$$version/*.whl; \
@@ -58,13 +60,13 @@ lint: ## rustfmt, clippy (warnings are errors) and ruff
 	@py312=$$(scripts/pythons.sh | awk '$$1 == "3.12" { print $$2 }'); \
 	if [ -n "$$py312" ]; then PYO3_PYTHON=$$py312 cargo clippy -p chronolog-recorder --all-targets --quiet -- -D warnings; fi
 	@[ -x $(BUILD)/venv-lint/bin/ruff ] || { $(PYTHON) -m venv $(BUILD)/venv-lint && $(BUILD)/venv-lint/bin/pip install --quiet ruff; }
-	$(BUILD)/venv-lint/bin/ruff check python tests scripts
-	$(BUILD)/venv-lint/bin/ruff format --check python tests scripts
+	$(BUILD)/venv-lint/bin/ruff check python tests scripts benches/sql
+	$(BUILD)/venv-lint/bin/ruff format --check python tests scripts benches/sql
 
 fmt: ## format Rust and Python code
 	cargo fmt --all
 	@[ -x $(BUILD)/venv-lint/bin/ruff ] || { $(PYTHON) -m venv $(BUILD)/venv-lint && $(BUILD)/venv-lint/bin/pip install --quiet ruff; }
-	$(BUILD)/venv-lint/bin/ruff format python tests scripts
+	$(BUILD)/venv-lint/bin/ruff format python tests scripts benches/sql
 
 schemas: ## regenerate format/src/generated from schemas/*.capnp (needs Debian's capnproto)
 	CHRONOLOG_UPDATE_SCHEMAS=1 cargo test -p chronolog-format --test schema_drift --quiet

@@ -176,6 +176,16 @@ impl Values {
         self.text.len()
     }
 
+    /// All entries' text, one after the other.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// End offset in [`Values::text`] of each entry (ascending).
+    pub fn ends(&self) -> &[u32] {
+        &self.ends
+    }
+
     pub(crate) fn from_parts(text: String, ends: Vec<u32>) -> Option<Values> {
         let mut previous = 0u32;
         for &end in &ends {

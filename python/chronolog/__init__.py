@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from importlib.metadata import PackageNotFoundError, version
 
-from chronolog._native import FORMAT_VERSION, Trace, TraceError
+from chronolog._native import FORMAT_VERSION, QueryError, Trace, TraceError
 from chronolog._record import Recording, record, start, stop
 
 try:
@@ -20,6 +20,7 @@ except PackageNotFoundError:  # running from a source tree without installing
 
 __all__ = [
     "FORMAT_VERSION",
+    "QueryError",
     "Recording",
     "Trace",
     "TraceError",
@@ -31,12 +32,13 @@ __all__ = [
 ]
 
 
-def open(path: str | os.PathLike[str]) -> Trace:
-    """Open the trace at ``path``.
+def open(path: str | os.PathLike[str], *more: str | os.PathLike[str]) -> Trace:
+    """Open the trace at ``path`` (and any ``more``: several traces are one
+    set of SQL tables, told apart by their ``trace`` column).
 
     Raises :class:`TraceError` (one line naming the file and the problem) when
     the file is missing, is not a trace, is damaged beyond use, or was written
     by a newer format version. A trace whose writer died is opened by scanning:
     everything intact is readable.
     """
-    return Trace(os.fspath(path))
+    return Trace(os.fspath(path), *(os.fspath(p) for p in more))

@@ -12,13 +12,53 @@ class TraceError(Exception):
     """A trace is missing, unreadable, damaged beyond use, or of a newer
     format. The message is one line naming the file and the problem."""
 
-class Trace:
-    """An open trace. Create it with :func:`chronolog.open`."""
+class QueryError(ValueError):
+    """A query cannot run: invalid SQL, an unknown table, column or function,
+    or a statement that would change something (queries are read-only).
+    The message is one line."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None: ...
+class ArrowStream:
+    """A query answer exported through the Arrow PyCapsule interface
+    (``__arrow_c_stream__``): ``pyarrow.table(s)``, ``polars.from_arrow(s)``
+    or DuckDB import it without a copy. It can be imported once."""
+
+    def __arrow_c_stream__(self, requested_schema: object | None = None) -> object: ...
+
+class Trace:
+    """One or more open traces. Create it with :func:`chronolog.open`.
+
+    ``info``, ``check`` and ``dump`` describe the first trace; SQL and exports
+    see every trace as one set of tables with a ``trace`` column."""
+
+    def __init__(self, *paths: str | os.PathLike[str]) -> None: ...
     @property
     def path(self) -> Path:
-        """The path the trace was opened from."""
+        """The path the (first) trace was opened from."""
+    @property
+    def paths(self) -> list[Path]:
+        """Every trace opened, in order."""
+    def sql(self, query: str) -> Any:
+        """Run a read-only SQL query over the tables ``events``, ``calls``,
+        ``vars``, ``exceptions``, ``code``, ``threads``, ``source``, ``meta``;
+        the answer is a ``pyarrow.Table``. The GIL is released while it runs.
+        Raises :class:`QueryError` for a query that cannot run."""
+    def sql_arrow(self, query: str) -> ArrowStream:
+        """Like :meth:`sql`, the answer as an Arrow stream for any consumer."""
+    def table(self, name: str) -> Any:
+        """Every row of table ``name`` as a ``pyarrow.Table``."""
+    def sql_text(self, query: str, format: str = "table") -> str:
+        """The answer rendered as ``table``, ``csv`` or ``json`` text."""
+    def damage(self) -> list[str]:
+        """Damage met so far (opening, then queries), one line each."""
+    def export_parquet(self, dir: str | os.PathLike[str], progress: bool = False) -> None:
+        """Write every table to ``dir/<table>/part-N.parquet`` (replacing earlier
+        ``part-*.parquet`` files there)."""
+    def export_arrow(
+        self, path: str | os.PathLike[str], table: str = "events", progress: bool = False
+    ) -> None:
+        """Write table ``table`` to the Arrow IPC file ``path``."""
+    def export_perfetto(self, path: str | os.PathLike[str], progress: bool = False) -> None:
+        """Write a Perfetto (Chrome JSON) timeline to ``path``."""
     def info(self) -> dict[str, Any]:
         """What the trace holds.
 

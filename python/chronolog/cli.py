@@ -117,6 +117,44 @@ def cmd_dump(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _warn_damage(trace: chronolog.Trace) -> None:
+    for line in trace.damage():
+        print(f"chronolog: warning: {line}", file=sys.stderr)
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    *traces, query = args.args
+    if not traces:
+        raise _UsageError('sql: give at least one TRACE, then the "QUERY"')
+    trace = chronolog.open(*traces)
+    text = trace.sql_text(query, args.format)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as out:
+            out.write(text)
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    _warn_damage(trace)
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    trace = chronolog.open(*args.trace)
+    progress = sys.stderr.isatty()
+    if args.parquet:
+        trace.export_parquet(args.parquet, progress=progress)
+        where = f"{args.parquet}/<table>/part-N.parquet"
+    elif args.arrow:
+        trace.export_arrow(args.arrow, table=args.table, progress=progress)
+        where = f"{args.arrow} (table {args.table})"
+    else:
+        trace.export_perfetto(args.perfetto, progress=progress)
+        where = f"{args.perfetto} (open it at the Perfetto UI)"
+    _warn_damage(trace)
+    print(f"chronolog: exported {where}", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_record(args: argparse.Namespace) -> int:
     from chronolog import _run
 
@@ -216,6 +254,39 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(run=cmd_check)
 
+    sql = commands.add_parser(
+        "sql",
+        help="ask one or more traces a SQL question (tables: events, calls, vars, ...)",
+        usage='chronolog sql TRACE... "QUERY" [--format table|csv|json] [-o FILE]',
+        description="Run a read-only SQL query over the traces' tables: events, calls, vars, "
+        "exceptions, code, threads, source, meta. Several traces form one set of tables "
+        "with a `trace` column.",
+    )
+    sql.add_argument("args", nargs="+", metavar="TRACE... QUERY")
+    sql.add_argument(
+        "--format", choices=("table", "csv", "json"), default="table", help="output format"
+    )
+    sql.add_argument("-o", "--output", metavar="FILE", help="write the answer to FILE")
+    sql.set_defaults(run=cmd_sql)
+
+    export = commands.add_parser(
+        "export",
+        help="write the tables as Parquet, Arrow IPC or a Perfetto timeline",
+        usage="chronolog export TRACE... (--parquet DIR | --arrow FILE [--table T] "
+        "| --perfetto FILE.json)",
+    )
+    export.add_argument("trace", nargs="+", metavar="TRACE")
+    target = export.add_mutually_exclusive_group(required=True)
+    target.add_argument(
+        "--parquet", metavar="DIR", help="every table as DIR/<table>/part-N.parquet"
+    )
+    target.add_argument("--arrow", metavar="FILE", help="one table as an Arrow IPC file")
+    target.add_argument(
+        "--perfetto", metavar="FILE", help="a Chrome JSON trace for the Perfetto UI"
+    )
+    export.add_argument("--table", default="events", help="table for --arrow (default events)")
+    export.set_defaults(run=cmd_export)
+
     dump = commands.add_parser("dump", help="every event and variable change as stable text")
     dump.add_argument("trace", metavar="TRACE")
     dump.set_defaults(run=cmd_dump)
@@ -232,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return run(args)
-    except (chronolog.TraceError, _UsageError) as error:
+    except (chronolog.TraceError, chronolog.QueryError, _UsageError) as error:
         return _fail(str(error))
     except OSError as error:
         if isinstance(error, BrokenPipeError):

@@ -10,6 +10,7 @@
 //! GIL around the Rust work, and maps [`chronolog_format::FormatError`] to
 //! `chronolog.TraceError` (see `error.rs`).
 
+mod arrow_stream;
 mod clock;
 mod error;
 mod frames;
@@ -34,6 +35,7 @@ use pyo3::prelude::*;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add("TraceError", py.get_type::<error::TraceError>())?;
+    m.add("QueryError", py.get_type::<error::QueryError>())?;
     m.add(
         "FORMAT_VERSION",
         format!(
@@ -44,6 +46,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     )?;
     m.add_class::<reading::PyTrace>()?;
     m.add_class::<reading::DumpPieces>()?;
+    m.add_class::<arrow_stream::ArrowStream>()?;
     m.add_class::<recording::Recorder>()?;
     m.add_function(wrap_pyfunction!(reading::write_synthetic, m)?)?;
     m.add_function(wrap_pyfunction!(safe_repr, m)?)?;

@@ -1,32 +1,158 @@
-//! Python bindings of the reader side: `chronolog.Trace` (`info`, `check`,
-//! `dump`) over one memory-mapped, indexed trace.
+//! Python bindings of the reader side: `chronolog.Trace` over one or more
+//! memory-mapped, indexed traces — `info`, `check`, `dump` of the first, SQL
+//! and exports over all of them as one set of tables.
 
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use chronolog_analyze::{OutputFormat, TraceSet, TraceSource, export};
 use chronolog_format::synth::{SynthOptions, write_trace};
 use chronolog_format::{TraceReader, WriterOptions, dump as text};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
-use crate::error::trace_error;
+use crate::arrow_stream::{ArrowStream, to_pyarrow};
+use crate::error::{query_error, trace_error};
 
-/// An open trace (`chronolog.open(path)`).
+/// One or more open traces (`chronolog.open(path, ...)`).
 #[pyclass(name = "Trace", module = "chronolog", frozen)]
 pub(crate) struct PyTrace {
+    /// The first trace: what `info`, `check` and `dump` describe.
     reader: Arc<TraceReader>,
+    /// Every trace, as given.
+    paths: Vec<PathBuf>,
+    /// The SQL session, made at the first query.
+    set: Mutex<Option<Arc<TraceSet>>>,
+}
+
+impl PyTrace {
+    fn set(&self, py: Python<'_>) -> PyResult<Arc<TraceSet>> {
+        let mut slot = self
+            .set
+            .lock()
+            .map_err(|_| query_error(chronolog_analyze::AnalyzeError::new("a query panicked")))?;
+        if let Some(set) = slot.as_ref() {
+            return Ok(Arc::clone(set));
+        }
+        let paths = self.paths.clone();
+        let sources = py.detach(|| {
+            paths
+                .iter()
+                .map(|p| TraceReader::open(p).map(|r| TraceSource::new(p.display().to_string(), r)))
+                .collect::<Result<Vec<_>, _>>()
+        });
+        let sources = sources.map_err(trace_error)?;
+        let set = Arc::new(py.detach(|| TraceSet::new(sources)).map_err(query_error)?);
+        *slot = Some(Arc::clone(&set));
+        Ok(set)
+    }
+
+    fn run(&self, py: Python<'_>, query: &str) -> PyResult<chronolog_analyze::QueryResult> {
+        let set = self.set(py)?;
+        py.detach(|| set.query(query)).map_err(query_error)
+    }
 }
 
 #[pymethods]
 impl PyTrace {
     #[new]
-    fn new(py: Python<'_>, path: PathBuf) -> PyResult<PyTrace> {
+    #[pyo3(signature = (*paths))]
+    fn new(py: Python<'_>, paths: Vec<PathBuf>) -> PyResult<PyTrace> {
+        let Some(first) = paths.first().cloned() else {
+            return Err(PyValueError::new_err(
+                "chronolog.open() needs at least one trace",
+            ));
+        };
         let reader = py
-            .detach(|| TraceReader::open(&path))
+            .detach(|| TraceReader::open(&first))
             .map_err(trace_error)?;
+        for other in &paths[1..] {
+            py.detach(|| TraceReader::open(other))
+                .map_err(trace_error)?;
+        }
         Ok(PyTrace {
             reader: Arc::new(reader),
+            paths,
+            set: Mutex::new(None),
         })
+    }
+
+    /// Every trace opened, in order.
+    #[getter]
+    fn paths(&self) -> Vec<PathBuf> {
+        self.paths.clone()
+    }
+
+    /// Runs a SQL query; the answer as a `pyarrow.Table`.
+    fn sql<'py>(&self, py: Python<'py>, query: &str) -> PyResult<Bound<'py, PyAny>> {
+        let result = self.run(py, query)?;
+        to_pyarrow(py, result)
+    }
+
+    /// Runs a SQL query; the answer as an Arrow stream (PyCapsule interface),
+    /// for Polars, DuckDB or any other Arrow consumer.
+    fn sql_arrow(&self, py: Python<'_>, query: &str) -> PyResult<ArrowStream> {
+        Ok(ArrowStream::new(self.run(py, query)?))
+    }
+
+    /// Table `name` as a `pyarrow.Table`.
+    fn table<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+        let set = self.set(py)?;
+        let result = py.detach(|| set.table(name)).map_err(query_error)?;
+        to_pyarrow(py, result)
+    }
+
+    /// Runs a SQL query; the answer rendered as `table`, `csv` or `json` text.
+    #[pyo3(signature = (query, format="table"))]
+    fn sql_text(&self, py: Python<'_>, query: &str, format: &str) -> PyResult<String> {
+        let format = OutputFormat::parse(format).ok_or_else(|| {
+            PyValueError::new_err(format!("unknown format '{format}' (table, csv, json)"))
+        })?;
+        let result = self.run(py, query)?;
+        py.detach(|| {
+            let mut out = Vec::new();
+            chronolog_analyze::render(&result, format, &mut out)?;
+            Ok(String::from_utf8_lossy(&out).into_owned())
+        })
+        .map_err(query_error)
+    }
+
+    /// Damage met so far (opening, then queries), one line each.
+    fn damage(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+        Ok(self.set(py)?.damage())
+    }
+
+    /// Writes every table to `dir/<table>/part-N.parquet`.
+    #[pyo3(signature = (dir, progress=false))]
+    fn export_parquet(&self, py: Python<'_>, dir: PathBuf, progress: bool) -> PyResult<()> {
+        let set = self.set(py)?;
+        py.detach(|| export::parquet(&set, &dir, &ProgressLine::new(progress).report()))
+            .map_err(query_error)
+    }
+
+    /// Writes table `table` to the Arrow IPC file `path`.
+    #[pyo3(signature = (path, table="events", progress=false))]
+    fn export_arrow(
+        &self,
+        py: Python<'_>,
+        path: PathBuf,
+        table: &str,
+        progress: bool,
+    ) -> PyResult<()> {
+        let set = self.set(py)?;
+        py.detach(|| export::arrow_ipc(&set, table, &path, &ProgressLine::new(progress).report()))
+            .map_err(query_error)
+    }
+
+    /// Writes a Perfetto (Chrome JSON) trace to `path`.
+    #[pyo3(signature = (path, progress=false))]
+    fn export_perfetto(&self, py: Python<'_>, path: PathBuf, progress: bool) -> PyResult<()> {
+        let set = self.set(py)?;
+        py.detach(|| export::perfetto(&set, &path, &ProgressLine::new(progress).report()))
+            .map_err(query_error)
     }
 
     /// The path the trace was opened from.
@@ -59,6 +185,58 @@ impl PyTrace {
         DumpPieces {
             reader: Arc::clone(&self.reader),
             next: 0,
+        }
+    }
+}
+
+/// A progress line on stderr (only when asked, and only on a terminal),
+/// redrawn at most ten times a second.
+struct ProgressLine {
+    shown: bool,
+    last: Mutex<(Instant, String)>,
+}
+
+impl ProgressLine {
+    fn new(wanted: bool) -> ProgressLine {
+        ProgressLine {
+            shown: wanted && std::io::stderr().is_terminal(),
+            last: Mutex::new((Instant::now(), String::new())),
+        }
+    }
+
+    fn report(&self) -> impl Fn(&str, u64, u64) + Sync + '_ {
+        move |table, done, expected| {
+            if !self.shown {
+                return;
+            }
+            let Ok(mut last) = self.last.lock() else {
+                return;
+            };
+            let finished = expected > 0 && done >= expected;
+            if last.1 == table && !finished && last.0.elapsed() < Duration::from_millis(100) {
+                return;
+            }
+            let mut err = std::io::stderr().lock();
+            if !last.1.is_empty() && last.1 != table {
+                let _ = writeln!(err);
+            }
+            let _ = match expected {
+                0 => write!(err, "\r  {table}: {done} rows"),
+                _ => write!(
+                    err,
+                    "\r  {table}: {done} / {expected} rows ({}%)",
+                    done.saturating_mul(100) / expected
+                ),
+            };
+            *last = (Instant::now(), table.to_string());
+        }
+    }
+}
+
+impl Drop for ProgressLine {
+    fn drop(&mut self) {
+        if self.shown {
+            let _ = writeln!(std::io::stderr());
         }
     }
 }
