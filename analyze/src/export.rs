@@ -270,15 +270,15 @@ pub fn perfetto(set: &TraceSet, path: &Path, progress: Progress<'_>) -> Result<(
                 let stack = stacks.entry(thread).or_default();
                 let tid = thread + 1;
                 match EventKind::from_code(chunk.kind[i]) {
-                    Some(EventKind::Call | EventKind::Resume | EventKind::Throw) => {
-                        if stack.last().is_none_or(|s| s.frame != frame) {
-                            stack.push(Segment {
-                                frame,
-                                code: chunk.code[i],
-                                line: chunk.line[i],
-                                start_ns: ts,
-                            });
-                        }
+                    Some(EventKind::Call | EventKind::Resume | EventKind::Throw)
+                        if stack.last().is_none_or(|s| s.frame != frame) =>
+                    {
+                        stack.push(Segment {
+                            frame,
+                            code: chunk.code[i],
+                            line: chunk.line[i],
+                            start_ns: ts,
+                        });
                     }
                     Some(EventKind::Return | EventKind::Yield | EventKind::Unwind) => {
                         let Some(position) = stack.iter().rposition(|s| s.frame == frame) else {
