@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -112,15 +113,13 @@ def test_generators_are_one_activation_each(traces: dict[str, Path]) -> None:
         "SELECT function, exit, args FROM calls WHERE function IN ('countdown', 'stubborn') "
         "ORDER BY start_seq",
     )
-    assert got == [
-        ("countdown", "return", "n=3"),
-        ("countdown", "unwind", "n=5"),
-        ("stubborn", "running", ""),
-    ] or got == [
-        ("countdown", "return", "n=3"),
-        ("countdown", "unwind", "n=5"),
-        ("stubborn", "unwind", ""),
-    ]
+    # countdown(5) is closed while suspended at a yield outside any try: 3.12
+    # throws GeneratorExit into it (an unwind); 3.13 closes it without running
+    # its frame, so no event ends it and it stays running. stubborn is never
+    # exhausted nor closed before the trace ends.
+    closed = "running" if sys.version_info >= (3, 13) else "unwind"
+    assert got[:2] == [("countdown", "return", "n=3"), ("countdown", closed, "n=5")]
+    assert got[2][0] == "stubborn" and got[2][1] in {"running", "unwind"}
 
 
 def test_variable_history(traces: dict[str, Path]) -> None:
