@@ -5,6 +5,10 @@ Perfetto JSON has one slice per activation segment, nested per thread."""
 from __future__ import annotations
 
 import json
+import os
+import pty
+import subprocess
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -139,3 +143,31 @@ def test_perfetto_slices_of_generators_nest(generators: Path, tmp_path: Path) ->
     )
     assert len(slices) == starts.column("n")[0].as_py()
     assert_nested(slices)
+
+
+def test_progress_shows_on_a_terminal_only(recorded: Path, tmp_path: Path) -> None:
+    main, secondary = pty.openpty()
+    done = subprocess.run(
+        [sys.executable, "-m", "chronolog", "export", str(recorded), "--parquet", str(tmp_path)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=secondary, timeout=120,
+        check=False,
+    )  # fmt: skip
+    os.close(secondary)
+    seen = b""
+    while True:
+        try:
+            piece = os.read(main, 65536)
+        except OSError:  # the terminal closed: everything was read
+            break
+        if not piece:
+            break
+        seen += piece
+    os.close(main)
+    assert done.returncode == 0
+    text = seen.decode()
+    events = chronolog.open(recorded).info()["events"]
+    assert f"events: {events} / {events} rows (100%)" in text
+    assert done.stdout == b""
+    # Not a terminal: no progress line, only the closing message.
+    piped = run_cli("export", recorded, "--parquet", tmp_path / "again")
+    assert "rows" not in piped.err and "exported" in piped.err
