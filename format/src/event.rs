@@ -143,6 +143,7 @@ impl Values {
     ///
     /// A batch holds at most 4 GiB of value text; the recorder hands batches
     /// over long before that.
+    #[inline]
     pub fn push(&mut self, text: &str) -> u32 {
         self.text.push_str(text);
         self.ends
@@ -271,6 +272,7 @@ impl EventBatch {
     }
 
     /// Appends an event; returns its index in the batch.
+    #[inline]
     pub fn push_event(&mut self, e: &Event) -> u32 {
         let index = u32::try_from(self.seq.len()).unwrap_or(u32::MAX);
         self.seq.push(e.seq);
@@ -288,6 +290,7 @@ impl EventBatch {
     }
 
     /// Appends a variable change.
+    #[inline]
     pub fn push_var(&mut self, v: &VarRecord) {
         self.var_event.push(v.event);
         self.var_name.push(v.name);
