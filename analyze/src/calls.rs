@@ -210,36 +210,29 @@ impl Pairing {
                 var += 1;
             }
             let stack = self.stacks.entry(thread).or_default();
+            let parent = stack.last().map(|o| o.frame);
+            // An activation starting at this event.
+            let starting_here = |args: String| Open {
+                frame,
+                parent,
+                thread,
+                depth: chunk.depth[i],
+                code: chunk.code[i],
+                line: chunk.line[i],
+                start_seq: chunk.seq[i],
+                start_ns: chunk.ts_ns[i],
+                args,
+            };
             match kind {
-                Some(EventKind::Call) => {
-                    let open = Open {
-                        frame,
-                        parent: stack.last().map(|o| o.frame),
-                        thread,
-                        depth: chunk.depth[i],
-                        code: chunk.code[i],
-                        line: chunk.line[i],
-                        start_seq: chunk.seq[i],
-                        start_ns: chunk.ts_ns[i],
-                        args,
-                    };
-                    stack.push(open);
-                }
+                Some(EventKind::Call) => stack.push(starting_here(args)),
                 Some(EventKind::Resume | EventKind::Throw) => {
-                    if stack.last().is_some_and(|o| o.frame == frame) {
+                    if parent == Some(frame) {
                         continue;
                     }
-                    let open = self.suspended.remove(&frame).unwrap_or(Open {
-                        frame,
-                        parent: stack.last().map(|o| o.frame),
-                        thread,
-                        depth: chunk.depth[i],
-                        code: chunk.code[i],
-                        line: chunk.line[i],
-                        start_seq: chunk.seq[i],
-                        start_ns: chunk.ts_ns[i],
-                        args: String::new(),
-                    });
+                    let open = self
+                        .suspended
+                        .remove(&frame)
+                        .unwrap_or_else(|| starting_here(String::new()));
                     stack.push(open);
                 }
                 Some(kind @ (EventKind::Return | EventKind::Unwind | EventKind::Yield)) => {
