@@ -156,12 +156,7 @@ pub fn arrow_ipc(
     path: &Path,
     progress: Progress<'_>,
 ) -> Result<(), AnalyzeError> {
-    if !TABLES.contains(&table) {
-        return Err(AnalyzeError::new(format!(
-            "unknown table '{table}' (tables: {})",
-            TABLES.join(", ")
-        )));
-    }
+    crate::session::known_table(table)?;
     let expected = expected_rows(set, table);
     set.with_streams(
         &format!("SELECT * FROM {table}"),

@@ -215,6 +215,15 @@ fn is_exception(kind: u8) -> bool {
     )
 }
 
+/// An event column's values for each row: the column itself when rows are
+/// the events (moved out, no copy), else gathered through `event_of_row`.
+fn per_row<T: Copy + Default>(event_of_row: Option<&[u32]>, column: &mut Vec<T>) -> Vec<T> {
+    match event_of_row {
+        None => std::mem::take(column),
+        Some(events) => columns::gather(column, events),
+    }
+}
+
 /// The Arrow batch of `rows` for one decoded chunk, `cols` in order.
 fn chunk_batch(
     trace: &TraceSource,
@@ -238,24 +247,13 @@ fn chunk_batch(
         None => chunk.kind.len(),
         Some(events) => events.len(),
     };
-    let per_row = |column: &mut Vec<u64>| -> Vec<u64> {
-        match &event_of_row {
-            None => std::mem::take(column),
-            Some(events) => columns::gather(column, events),
-        }
-    };
-    let per_row32 = |column: &mut Vec<u32>| -> Vec<u32> {
-        match &event_of_row {
-            None => std::mem::take(column),
-            Some(events) => columns::gather(column, events),
-        }
-    };
+    let rows_of = event_of_row.as_deref();
     // `code_id`, `file` and `function` share one per-row code column.
     let needs_code = cols
         .iter()
         .any(|c| matches!(c, Col::CodeId | Col::File | Col::Function));
     let codes = if needs_code {
-        per_row32(&mut chunk.code)
+        per_row(rows_of, &mut chunk.code)
     } else {
         Vec::new()
     };
@@ -263,23 +261,17 @@ fn chunk_batch(
     for &col in cols {
         let array = match col {
             Col::Trace => columns::constant(row_count, &trace.name_values),
-            Col::Seq => columns::int64(per_row(&mut chunk.seq)),
-            Col::TsNs => columns::int64(per_row(&mut chunk.ts_ns)),
-            Col::FrameId => columns::int64(per_row(&mut chunk.frame)),
-            Col::ExcId => columns::int64(per_row(&mut chunk.exc_id)),
-            Col::ThreadId => columns::int32(per_row32(&mut chunk.thread)),
-            Col::Depth => columns::int32(per_row32(&mut chunk.depth)),
-            Col::Line => columns::int32(per_row32(&mut chunk.line)),
+            Col::Seq => columns::int64(per_row(rows_of, &mut chunk.seq)),
+            Col::TsNs => columns::int64(per_row(rows_of, &mut chunk.ts_ns)),
+            Col::FrameId => columns::int64(per_row(rows_of, &mut chunk.frame)),
+            Col::ExcId => columns::int64(per_row(rows_of, &mut chunk.exc_id)),
+            Col::ThreadId => columns::int32(per_row(rows_of, &mut chunk.thread)),
+            Col::Depth => columns::int32(per_row(rows_of, &mut chunk.depth)),
+            Col::Line => columns::int32(per_row(rows_of, &mut chunk.line)),
             Col::CodeId => columns::int32(codes.clone()),
             Col::File => columns::ids(codes.clone(), &trace.files),
             Col::Function => columns::ids(codes.clone(), &trace.functions),
-            Col::Kind => {
-                let kinds = match &event_of_row {
-                    None => chunk.kind.clone(),
-                    Some(events) => columns::gather(&chunk.kind, events),
-                };
-                columns::kinds(kinds)
-            }
+            Col::Kind => columns::kinds(per_row(rows_of, &mut chunk.kind)),
             Col::Arg => match &event_of_row {
                 None => columns::texts(&chunk.values, chunk.arg.iter().copied()),
                 Some(events) => columns::texts(
@@ -289,7 +281,9 @@ fn chunk_batch(
                         .map(|&i| chunk.arg.get(i as usize).copied().unwrap_or(0)),
                 ),
             },
-            Col::ArgType => columns::optional_ids(&per_row32(&mut chunk.arg_type), &trace.strings),
+            Col::ArgType => {
+                columns::optional_ids(&per_row(rows_of, &mut chunk.arg_type), &trace.strings)
+            }
             Col::VarName => columns::ids(std::mem::take(&mut chunk.var_name), &trace.strings),
             Col::Change => columns::changes(std::mem::take(&mut chunk.var_change)),
             Col::Repr => columns::texts(&chunk.values, chunk.var_value.iter().copied()),

@@ -140,12 +140,7 @@ impl TraceSet {
 
     /// Every row of table `name`.
     pub fn table(&self, name: &str) -> Result<QueryResult, AnalyzeError> {
-        if !TABLES.contains(&name) {
-            return Err(AnalyzeError::new(format!(
-                "unknown table '{name}' (tables: {})",
-                TABLES.join(", ")
-            )));
-        }
+        known_table(name)?;
         self.query(&format!("SELECT * FROM {name}"))
     }
 
@@ -190,6 +185,17 @@ impl TraceSet {
             })
             .collect()
     }
+}
+
+/// `Ok` when `name` is one of [`TABLES`], else the error naming them.
+pub fn known_table(name: &str) -> Result<(), AnalyzeError> {
+    if TABLES.contains(&name) {
+        return Ok(());
+    }
+    Err(AnalyzeError::new(format!(
+        "unknown table '{name}' (tables: {})",
+        TABLES.join(", ")
+    )))
 }
 
 /// One line saying what is wrong with a query, without DataFusion's
