@@ -64,6 +64,8 @@ enum ColumnId {
   # The chunk's value dictionary: value ref k is entry k - 1.
   valueLen @16;             # byte length of each entry
   valueBytes @17;           # UTF-8 text of all entries, concatenated
+  # Since 1.1 (older traces lack it: read as all 0).
+  excContext @18;           # exc_id of the exception's __context__ (or __cause__) at a raise; 0 = none
 }
 
 struct Column {

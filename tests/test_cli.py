@@ -131,5 +131,5 @@ def test_dump_into_a_closed_pipe_is_quiet(synthetic_trace: Path) -> None:
     proc.stdout.close()
     err = proc.stderr.read().decode()
     proc.wait(timeout=60)
-    assert first.startswith(b"chronolog trace v1.0")
+    assert first.startswith(b"chronolog trace v1.1")
     assert "Traceback" not in err, err

@@ -23,18 +23,10 @@ use arrow::array::{
     ArrayRef, Int32Builder, Int64Builder, RecordBatch, StringBuilder, StringDictionaryBuilder,
 };
 use arrow::datatypes::{DataType, Field, Int8Type, Schema, SchemaRef};
-use async_trait::async_trait;
 use chronolog_format::{ColumnId, ColumnMask, EventBatch, EventKind, Tables, VarChange};
-use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::Result as DfResult;
-use datafusion::datasource::TableType;
-use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::logical_expr::Expr;
-use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 
 use crate::columns;
+use crate::pass::Batches;
 use crate::source::TraceSource;
 
 /// The `calls` schema.
@@ -278,10 +270,7 @@ impl Pairing {
 }
 
 /// Every `calls` row of `trace`, in batches, in the order activations end.
-pub fn call_batches(
-    trace: &Arc<TraceSource>,
-    schema: &SchemaRef,
-) -> impl Iterator<Item = arrow::error::Result<RecordBatch>> + Send + 'static {
+pub fn call_batches(trace: &Arc<TraceSource>, schema: &SchemaRef) -> Batches {
     let mask = ColumnMask::only(&[
         ColumnId::Seq,
         ColumnId::TsNs,
@@ -303,7 +292,7 @@ pub fn call_batches(
     let schema = Arc::clone(schema);
     let mut pairing = Pairing::default();
     let mut done = false;
-    std::iter::from_fn(move || {
+    Box::new(std::iter::from_fn(move || {
         while !done {
             let mut rows = Rows::new();
             match chunks.next() {
@@ -320,81 +309,5 @@ pub fn call_batches(
             }
         }
         None
-    })
-}
-
-/// The `calls` table over one or more traces (one partition each).
-#[derive(Debug)]
-pub struct CallsTable {
-    traces: Vec<Arc<TraceSource>>,
-    schema: SchemaRef,
-}
-
-impl CallsTable {
-    pub fn new(traces: Vec<Arc<TraceSource>>) -> CallsTable {
-        CallsTable {
-            traces,
-            schema: schema(),
-        }
-    }
-}
-
-#[async_trait]
-impl TableProvider for CallsTable {
-    fn schema(&self) -> SchemaRef {
-        Arc::clone(&self.schema)
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::Base
-    }
-
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        limit: Option<usize>,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let streams: Vec<Arc<dyn PartitionStream>> = self
-            .traces
-            .iter()
-            .map(|trace| {
-                Arc::new(CallStream {
-                    trace: Arc::clone(trace),
-                    schema: Arc::clone(&self.schema),
-                }) as Arc<dyn PartitionStream>
-            })
-            .collect();
-        let plan = StreamingTableExec::try_new(
-            Arc::clone(&self.schema),
-            streams,
-            projection,
-            [],
-            false,
-            limit,
-        )?;
-        Ok(Arc::new(plan))
-    }
-}
-
-#[derive(Debug)]
-struct CallStream {
-    trace: Arc<TraceSource>,
-    schema: SchemaRef,
-}
-
-impl PartitionStream for CallStream {
-    fn schema(&self) -> &SchemaRef {
-        &self.schema
-    }
-
-    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let batches = call_batches(&self.trace, &self.schema)
-            .map(|b| b.map_err(datafusion::error::DataFusionError::from));
-        Box::pin(RecordBatchStreamAdapter::new(
-            Arc::clone(&self.schema),
-            futures::stream::iter(batches),
-        ))
-    }
+    }))
 }

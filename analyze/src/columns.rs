@@ -40,6 +40,16 @@ pub fn int64(values: Vec<u64>) -> ArrayRef {
     ))
 }
 
+/// `u64` values as `Int64`, 0 (the format's "none") as null.
+pub fn nonzero_int64(values: &[u64]) -> ArrayRef {
+    Arc::new(
+        values
+            .iter()
+            .map(|&v| (v != 0).then_some(v as i64))
+            .collect::<Int64Array>(),
+    )
+}
+
 /// `u32` values as `Int32`, reusing the vector's memory.
 pub fn int32(values: Vec<u32>) -> ArrayRef {
     let len = values.len();

@@ -9,10 +9,12 @@
 mod calls;
 mod columns;
 pub mod export;
+mod pass;
 mod prune;
 mod render;
 mod scan;
 mod session;
+mod silenced;
 mod small;
 mod source;
 mod summary;

@@ -58,6 +58,7 @@ enum Col {
     /// The type name of `Arg`.
     ArgType,
     ExcId,
+    ExcContext,
     VarName,
     Change,
     Repr,
@@ -67,7 +68,7 @@ enum Col {
 impl Col {
     fn data_type(self) -> DataType {
         match self {
-            Col::Seq | Col::TsNs | Col::FrameId | Col::ExcId => DataType::Int64,
+            Col::Seq | Col::TsNs | Col::FrameId | Col::ExcId | Col::ExcContext => DataType::Int64,
             Col::ThreadId | Col::Depth | Col::CodeId | Col::Line => DataType::Int32,
             Col::Kind | Col::Change => columns::vocabulary_type(),
             Col::Trace | Col::File | Col::Function | Col::ArgType | Col::VarName | Col::VarType => {
@@ -99,6 +100,7 @@ impl Col {
             Col::Arg => &[ColumnId::Arg, ColumnId::ValueBytes],
             Col::ArgType => &[ColumnId::ArgType],
             Col::ExcId => &[ColumnId::ExcId],
+            Col::ExcContext => &[ColumnId::ExcContext],
         }
     }
 
@@ -144,6 +146,7 @@ const EXCEPTIONS: &[(&str, Col)] = &[
     ("line", Col::Line),
     ("event", Col::Kind),
     ("exc_id", Col::ExcId),
+    ("context_exc_id", Col::ExcContext),
     ("type", Col::ArgType),
     ("message", Col::Arg),
 ];
@@ -265,6 +268,7 @@ fn chunk_batch(
             Col::TsNs => columns::int64(per_row(rows_of, &mut chunk.ts_ns)),
             Col::FrameId => columns::int64(per_row(rows_of, &mut chunk.frame)),
             Col::ExcId => columns::int64(per_row(rows_of, &mut chunk.exc_id)),
+            Col::ExcContext => columns::nonzero_int64(&per_row(rows_of, &mut chunk.exc_context)),
             Col::ThreadId => columns::int32(per_row(rows_of, &mut chunk.thread)),
             Col::Depth => columns::int32(per_row(rows_of, &mut chunk.depth)),
             Col::Line => columns::int32(per_row(rows_of, &mut chunk.line)),

@@ -21,17 +21,21 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 
 use crate::AnalyzeError;
-use crate::calls::CallsTable;
+use crate::calls;
+use crate::pass::{Pass, PassTable};
 use crate::scan::{ChunkTable, Rows};
+use crate::silenced;
 use crate::small;
 use crate::source::TraceSource;
 
 /// The tables every session has, in the order `export` writes them.
-pub const TABLES: [&str; 8] = [
+pub const TABLES: [&str; 10] = [
     "events",
     "calls",
     "vars",
     "exceptions",
+    "silenced",
+    "silenced_all",
     "code",
     "threads",
     "source",
@@ -102,8 +106,15 @@ impl TraceSet {
             ctx.register_table(name, Arc::new(ChunkTable::new(rows, traces.clone())))
                 .map_err(df)?;
         }
-        ctx.register_table("calls", Arc::new(CallsTable::new(traces.clone())))
-            .map_err(df)?;
+        let passes: [(&str, SchemaRef, Pass); 3] = [
+            ("calls", calls::schema(), calls::call_batches),
+            ("silenced", silenced::schema(), silenced::default_scope),
+            ("silenced_all", silenced::schema(), silenced::every_one),
+        ];
+        for (name, schema, pass) in passes {
+            let table = PassTable::new(traces.clone(), schema, pass);
+            ctx.register_table(name, Arc::new(table)).map_err(df)?;
+        }
         for (name, schema) in small::schemas() {
             let batches = traces
                 .iter()

@@ -235,7 +235,8 @@ pub(crate) fn encode_chunk(batch: &EventBatch, range: Range<usize>) -> (Vec<u8>,
     w.ints(ColumnId::Line, &batch.line[events.clone()]);
     w.optional_ints(ColumnId::Arg, &arg);
     w.optional_ints(ColumnId::ArgType, &batch.arg_type[events.clone()]);
-    w.optional_ints(ColumnId::ExcId, &batch.exc_id[events]);
+    w.optional_ints(ColumnId::ExcId, &batch.exc_id[events.clone()]);
+    w.optional_ints(ColumnId::ExcContext, &batch.exc_context[events]);
     if !vars.is_empty() {
         w.ints(ColumnId::VarEvent, &var_event);
         w.ints(ColumnId::VarName, &batch.var_name[vars.clone()]);
@@ -363,6 +364,7 @@ pub(crate) fn decode_chunk(
             ColumnId::Arg => decode_column(column, events, s, &mut b.arg),
             ColumnId::ArgType => decode_column(column, events, s, &mut b.arg_type),
             ColumnId::ExcId => decode_column(column, events, s, &mut b.exc_id),
+            ColumnId::ExcContext => decode_column(column, events, s, &mut b.exc_context),
             ColumnId::VarEvent => decode_column(column, vars, s, &mut b.var_event),
             ColumnId::VarName => decode_column(column, vars, s, &mut b.var_name),
             ColumnId::VarChange => decode_column(column, vars, s, &mut b.var_change),
@@ -403,8 +405,13 @@ pub(crate) fn decode_chunk(
     fill(mask, ColumnId::ArgType, events, &mut b.arg_type);
     fill(mask, ColumnId::VarValue, vars, &mut b.var_value);
     fill(mask, ColumnId::VarType, vars, &mut b.var_type);
-    if mask.contains(ColumnId::ExcId) && b.exc_id.is_empty() {
-        b.exc_id.resize(events, 0);
+    for (id, column) in [
+        (ColumnId::ExcId, &mut b.exc_id),
+        (ColumnId::ExcContext, &mut b.exc_context),
+    ] {
+        if mask.contains(id) && column.is_empty() {
+            column.resize(events, 0);
+        }
     }
 
     if mask.contains(ColumnId::ValueBytes) {
@@ -485,7 +492,8 @@ mod tests {
                 line: 10 + i % 5,
                 arg,
                 arg_type: u32::from(arg != 0) * 4,
-                exc_id: 0,
+                exc_id: u64::from(i % 7 == 3) * 9,
+                exc_context: u64::from(i % 14 == 3) * 4,
             });
             if i % 4 == 0 {
                 let value = b.values.push(&i.to_string());

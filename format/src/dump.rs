@@ -127,6 +127,9 @@ fn write_events(reader: &TraceReader, b: &EventBatch, out: &mut dyn Write) -> io
         if b.exc_id[i] != 0 {
             write!(out, " exc={}", b.exc_id[i])?;
         }
+        if b.exc_context[i] != 0 {
+            write!(out, " context={}", b.exc_context[i])?;
+        }
         if let Some(value) = b.values.get(b.arg[i]) {
             write!(out, " arg={value}")?;
         }

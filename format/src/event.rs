@@ -113,6 +113,9 @@ pub struct Event {
     pub arg_type: u32,
     /// Identity of the exception for exception events; 0 otherwise.
     pub exc_id: u64,
+    /// At a `raise`: identity of the exception being handled when this one
+    /// was raised (its `__context__`, else its `__cause__`); 0 otherwise.
+    pub exc_context: u64,
 }
 
 /// One variable change, as a row.
@@ -222,6 +225,7 @@ pub struct EventBatch {
     pub arg: Vec<u32>,
     pub arg_type: Vec<u32>,
     pub exc_id: Vec<u64>,
+    pub exc_context: Vec<u64>,
     pub var_event: Vec<u32>,
     pub var_name: Vec<u32>,
     pub var_change: Vec<u8>,
@@ -247,6 +251,7 @@ impl EventBatch {
             arg: Vec::with_capacity(events),
             arg_type: Vec::with_capacity(events),
             exc_id: Vec::with_capacity(events),
+            exc_context: Vec::with_capacity(events),
             var_event: Vec::with_capacity(vars),
             var_name: Vec::with_capacity(vars),
             var_change: Vec::with_capacity(vars),
@@ -286,6 +291,7 @@ impl EventBatch {
         self.arg.push(e.arg);
         self.arg_type.push(e.arg_type);
         self.exc_id.push(e.exc_id);
+        self.exc_context.push(e.exc_context);
         index
     }
 
@@ -313,6 +319,7 @@ impl EventBatch {
             arg: *self.arg.get(index)?,
             arg_type: *self.arg_type.get(index)?,
             exc_id: *self.exc_id.get(index)?,
+            exc_context: *self.exc_context.get(index)?,
         })
     }
 
@@ -334,6 +341,7 @@ impl EventBatch {
             &mut self.ts_ns,
             &mut self.frame,
             &mut self.exc_id,
+            &mut self.exc_context,
         ] {
             column.clear();
         }
@@ -370,6 +378,7 @@ impl EventBatch {
             self.arg.len(),
             self.arg_type.len(),
             self.exc_id.len(),
+            self.exc_context.len(),
         ];
         if event_lengths.iter().any(|&len| len != n) {
             return Err(format!(

@@ -60,4 +60,4 @@ pub use writer::{TraceWriter, WriteSummary, WriterOptions};
 pub const FORMAT_MAJOR: u16 = 1;
 /// Minor version this crate writes. Minor versions only add fields, columns
 /// and kinds that older readers of the same major version skip.
-pub const FORMAT_MINOR: u16 = 0;
+pub const FORMAT_MINOR: u16 = 1;

@@ -56,6 +56,7 @@ fn row() -> impl Strategy<Value = Row> {
                     arg: 0,
                     arg_type,
                     exc_id,
+                    exc_context: exc_id / 2,
                 },
                 arg,
                 vars,

@@ -101,6 +101,7 @@ class Recording:
             ("cwd", os.getcwd()),
             ("start_time", time.strftime("%Y-%m-%dT%H:%M:%S%z")),
             ("options", options),
+            ("library_dirs", os.pathsep.join(_library_dirs())),
             *self._meta,
         ]
 

@@ -129,6 +129,9 @@ pub(crate) struct Pending {
 struct ThreadState {
     id: u32,
     stack: Vec<FrameState>,
+    /// Identity of the exception that last left a frame of this thread: a
+    /// `raise` of it in the caller is its propagation, not a new raise.
+    unwound_exception: u64,
 }
 
 /// The recorded threads by `threading` ident, with the last one looked up
@@ -740,6 +743,7 @@ impl Recording {
             frame,
             value,
             exc_id,
+            exc_context: 0,
             is_start,
             site,
         };
@@ -761,7 +765,7 @@ impl Recording {
                 } else {
                     // SAFETY: forwarded.
                     (EventKind::Throw, arg.map(Value::Object), unsafe {
-                        self.exception_id(py, arg, false)
+                        self.exception_id(py, ident, arg, false)
                     })
                 };
                 // SAFETY: forwarded.
@@ -828,15 +832,31 @@ impl Recording {
                     _ => EventKind::Unwind,
                 };
                 let (exc_id, value) = match arg {
-                    // SAFETY: forwarded.
                     Some(exception) => (
-                        unsafe { self.exception_id(py, arg, hook == Hook::Raise) },
+                        // SAFETY: forwarded.
+                        unsafe { self.exception_id(py, ident, arg, hook == Hook::Raise) },
                         Some(Value::Object(exception)),
                     ),
                     None => self.pending_exception(ident),
                 };
+                let exc_context = match arg {
+                    // SAFETY: forwarded.
+                    Some(exception) if hook == Hook::Raise => unsafe {
+                        self.exception_context(py, exception)
+                    },
+                    _ => 0,
+                };
+                if hook == Hook::Unwind
+                    && let Some(thread) = self.threads.get_mut(&ident)
+                {
+                    thread.unwound_exception = exc_id;
+                }
+                let site = EventSite {
+                    exc_context,
+                    ..event(kind, value, exc_id, false)
+                };
                 // SAFETY: forwarded.
-                unsafe { self.event(py, layout, ident, event(kind, value, exc_id, false)) };
+                unsafe { self.event(py, layout, ident, site) };
                 #[cfg(not(Py_3_12))]
                 self.note_pending(py, ident, hook, exc_id, arg);
                 if hook == Hook::Unwind
@@ -1126,6 +1146,7 @@ impl Recording {
             ThreadState {
                 id,
                 stack: Vec::new(),
+                unwound_exception: 0,
             },
         );
     }
@@ -1207,6 +1228,34 @@ impl Recording {
         self.push_frame(ident, state);
     }
 
+    /// Identity of the recorded exception that `exception` was raised while
+    /// handling (its `__context__`, else its `__cause__`); 0 when there is
+    /// none or it was never recorded.
+    ///
+    /// # Safety
+    /// GIL held; `exception` alive.
+    unsafe fn exception_context(&self, py: Python<'_>, exception: *mut ffi::PyObject) -> u64 {
+        // SAFETY: GIL held; both calls return a new reference or null and
+        // read the exception's fields without running any Python code.
+        let linked = unsafe {
+            let context = ffi::PyException_GetContext(exception);
+            if context.is_null() {
+                ffi::PyException_GetCause(exception)
+            } else {
+                context
+            }
+        };
+        if linked.is_null() {
+            return 0;
+        }
+        // SAFETY: a new reference, released when dropped.
+        let linked = unsafe { Bound::from_owned_ptr(py, linked) };
+        self.exceptions
+            .get(&(linked.as_ptr() as usize))
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// Identity of the exception `arg`: a new one at its first raise (when
     /// its traceback holds only the raising frame), the same one as it
     /// propagates, is re-raised or handled.
@@ -1216,15 +1265,22 @@ impl Recording {
     unsafe fn exception_id(
         &mut self,
         py: Python<'_>,
+        ident: u64,
         arg: Option<*mut ffi::PyObject>,
         raise: bool,
     ) -> u64 {
         let Some(exc) = arg else { return 0 };
         let key = exc as usize;
+        let known = self.exceptions.get(&key).copied();
+        // 3.11 attaches the traceback to the exception only when a handler
+        // catches it, so a propagating exception can look freshly raised:
+        // the thread's last unwound exception tells it apart.
+        let propagating =
+            known.is_some() && known == self.threads.get(&ident).map(|t| t.unwound_exception);
         // SAFETY: forwarded.
         let exception = unsafe { Bound::from_borrowed_ptr(py, exc) };
-        let fresh = raise && traceback_len(&exception) <= 1;
-        if !fresh && let Some(&id) = self.exceptions.get(&key) {
+        let fresh = raise && !propagating && traceback_len(&exception) <= 1;
+        if !fresh && let Some(id) = known {
             return id;
         }
         let id = self.next_exception;
@@ -1301,6 +1357,7 @@ impl Recording {
             arg: arg_ref,
             arg_type,
             exc_id: at.exc_id,
+            exc_context: at.exc_context,
         });
         self.seq += 1;
         if self.options.vars
@@ -1412,6 +1469,8 @@ struct EventSite {
     /// The return or yielded value, or the exception.
     value: Option<Value>,
     exc_id: u64,
+    /// At a raise: identity of the exception it was raised while handling.
+    exc_context: u64,
     is_start: bool,
     site: Site,
 }
