@@ -12,12 +12,14 @@ pub mod export;
 mod pass;
 mod prune;
 mod render;
+pub mod replay;
 mod scan;
 mod session;
 mod silenced;
 mod small;
 mod source;
 mod summary;
+pub mod timeline;
 
 use std::fmt;
 

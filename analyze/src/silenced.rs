@@ -37,7 +37,7 @@ use chronolog_format::{ColumnId, ColumnMask, EventBatch, EventKind, Tables};
 
 use crate::columns;
 use crate::pass::Batches;
-use crate::source::TraceSource;
+use crate::source::{SourceLines, TraceSource};
 
 /// The schema of `silenced` and `silenced_all`.
 pub fn schema() -> SchemaRef {
@@ -166,26 +166,6 @@ struct Track {
     landing: Option<Landing>,
 }
 
-/// Source lines of the recorded files, split once.
-struct SourceLines<'t> {
-    tables: &'t Tables,
-    files: HashMap<u32, Option<Vec<String>>>,
-}
-
-impl<'t> SourceLines<'t> {
-    fn lines(&mut self, code: u32) -> Option<&[String]> {
-        let file = self.tables.code(code)?.file;
-        let tables = self.tables;
-        self.files
-            .entry(file)
-            .or_insert_with(|| {
-                let text = tables.source(file)?.ok()?;
-                Some(text.lines().map(str::to_string).collect())
-            })
-            .as_deref()
-    }
-}
-
 /// Indentation of a line (tabs count as one column, as only comparisons
 /// within one file matter).
 fn indent(text: &str) -> usize {
@@ -278,15 +258,10 @@ impl Landing {
             },
             EventKind::Return => {
                 // A `return` statement, or falling off the end of the body.
-                let is_return = source
-                    .lines(code)
-                    .and_then(|lines| lines.get((line as usize).checked_sub(1)?))
-                    .is_some_and(|text| {
-                        let text = text.trim_start();
-                        text == "return"
-                            || text.starts_with("return ")
-                            || text.starts_with("return(")
-                    });
+                let is_return = source.line(code, line).is_some_and(|text| {
+                    let text = text.trim_start();
+                    text == "return" || text.starts_with("return ") || text.starts_with("return(")
+                });
                 self.outcome = Some(match self.block {
                     Some(Block::Except { .. }) if is_return => Outcome::Returned,
                     Some(Block::Finally { .. }) if is_return => Outcome::FinallyReturn,
@@ -313,10 +288,7 @@ impl<'t> Pass<'t> {
         Pass {
             tracks: HashMap::new(),
             watched: HashMap::new(),
-            source: SourceLines {
-                tables,
-                files: HashMap::new(),
-            },
+            source: SourceLines::new(tables),
         }
     }
 

@@ -3,12 +3,12 @@
 //! into (built once per trace, then shared by every batch, so a `function`
 //! or `name` column costs its integer keys and nothing more).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use arrow::array::{ArrayRef, StringArray};
-use chronolog_format::{ColumnMask, EventBatch, TraceReader};
+use chronolog_format::{ChunkStats, ColumnMask, EventBatch, Tables, TraceReader};
 
 use rayon::prelude::*;
 
@@ -88,11 +88,23 @@ impl TraceSource {
         self: &Arc<Self>,
         mask: ColumnMask,
     ) -> impl Iterator<Item = EventBatch> + Send + 'static {
+        self.chunks_where(mask, |_| true)
+    }
+
+    /// The readable chunks whose statistics pass `keep`, in file order,
+    /// decoding a few ahead in parallel.
+    pub fn chunks_where(
+        self: &Arc<Self>,
+        mask: ColumnMask,
+        keep: impl Fn(&ChunkStats) -> bool,
+    ) -> impl Iterator<Item = EventBatch> + Send + 'static {
         const AHEAD: usize = 8;
         let trace = Arc::clone(self);
-        let count = trace.reader.chunks().len();
-        (0..count).step_by(AHEAD).flat_map(move |first| {
-            let window = first..(first + AHEAD).min(count);
+        let kept: Vec<usize> = (0..trace.reader.chunks().len())
+            .filter(|&c| keep(&trace.reader.chunks()[c].stats))
+            .collect();
+        let windows: Vec<Vec<usize>> = kept.chunks(AHEAD).map(<[usize]>::to_vec).collect();
+        windows.into_iter().flat_map(move |window| {
             let decoded: Vec<Option<EventBatch>> = window
                 .into_par_iter()
                 .map(|c| trace.chunk(c, mask))
@@ -114,5 +126,39 @@ impl TraceSource {
             lines.extend(damaged.iter().cloned());
         }
         lines
+    }
+}
+
+/// Source lines of the recorded files (stored in the trace), split once.
+pub struct SourceLines<'t> {
+    tables: &'t Tables,
+    files: HashMap<u32, Option<Vec<String>>>,
+}
+
+impl<'t> SourceLines<'t> {
+    pub fn new(tables: &'t Tables) -> SourceLines<'t> {
+        SourceLines {
+            tables,
+            files: HashMap::new(),
+        }
+    }
+
+    /// Every line of the file of code object `code`.
+    pub fn lines(&mut self, code: u32) -> Option<&[String]> {
+        let file = self.tables.code(code)?.file;
+        let tables = self.tables;
+        self.files
+            .entry(file)
+            .or_insert_with(|| {
+                let text = tables.source(file)?.ok()?;
+                Some(text.lines().map(str::to_string).collect())
+            })
+            .as_deref()
+    }
+
+    /// Line `line` (1-based) of the file of code object `code`.
+    pub fn line(&mut self, code: u32, line: u32) -> Option<&str> {
+        let index = (line as usize).checked_sub(1)?;
+        self.lines(code)?.get(index).map(String::as_str)
     }
 }

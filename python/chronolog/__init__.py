@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 from importlib.metadata import PackageNotFoundError, version
 
-from chronolog._native import FORMAT_VERSION, QueryError, Trace, TraceError
+from chronolog._native import FORMAT_VERSION, QueryError, TraceError
 from chronolog._record import Recording, record, start, stop
+from chronolog._snoop import snoop
+from chronolog._trace import Trace
 
 try:
     __version__ = version("chronolog")
@@ -27,6 +29,7 @@ __all__ = [
     "__version__",
     "open",
     "record",
+    "snoop",
     "start",
     "stop",
 ]

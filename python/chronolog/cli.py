@@ -155,6 +155,136 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _source_lines(trace: chronolog.Trace, file: str, first: int, last: int) -> dict[int, str]:
+    from chronolog._trace import quote
+
+    rows = trace.sql(
+        f"SELECT line, text FROM source WHERE file = {quote(file)} "
+        f"AND line BETWEEN {first} AND {last} ORDER BY line"
+    ).to_pylist()
+    return {row["line"]: row["text"] for row in rows}
+
+
+def cmd_silenced(args: argparse.Namespace) -> int:
+    trace = chronolog.open(args.trace)
+    rows = trace.silenced(all=args.all).to_pylist()
+    if not rows:
+        hidden = 0 if args.all else trace.silenced(all=True).num_rows
+        more = (
+            f" ({hidden} more in library code or StopIteration-like; see --all)" if hidden else ""
+        )
+        print(f"no silenced exceptions in {args.trace}{more}")
+        _warn_damage(trace)
+        return EXIT_OK
+    groups: dict[tuple[object, ...], list[dict[str, object]]] = {}
+    for row in rows:
+        key = (
+            row["type"],
+            row["raise_file"],
+            row["raise_line"],
+            row["handler_file"],
+            row["handler_line"],
+        )
+        groups.setdefault(key, []).append(row)
+    print(
+        f"{len(rows)} silenced exception{'s' if len(rows) != 1 else ''} "
+        f"at {len(groups)} raise/handler "
+        f"site{'s' if len(groups) != 1 else ''} in {args.trace}"
+    )
+    for group in sorted(groups.values(), key=lambda g: (-len(g), g[0]["seq"])):
+        first = group[0]
+        outcomes = sorted({str(r["outcome"]) for r in group})
+        message = f"{first['type']}: {first['message']}" if first["message"] else str(first["type"])
+        times = f"  x{len(group)}" if len(group) > 1 else ""
+        print()
+        print(f"{message}{times}   (outcome: {', '.join(outcomes)})")
+        print(
+            f"  raised  at {first['raise_file']}:{first['raise_line']} in {first['raise_function']}"
+        )
+        print(
+            f"  handled at {first['handler_file']}:{first['handler_line']} "
+            f"in {first['handler_function']}"
+            f"  (seq {first['seq']}, frame {first['frame_id']})"
+        )
+        line = int(first["handler_line"])  # type: ignore[arg-type]
+        for number, text in _source_lines(
+            trace, str(first["handler_file"]), line - 1, line + 3
+        ).items():
+            marker = ">" if number == line else " "
+            print(f"  {marker}{number:5} | {text}")
+        if args.context > 0:
+            after = trace.sql(
+                "SELECT e.seq, e.kind, e.function, e.line, s.text FROM events e "
+                "LEFT JOIN source s ON s.file = e.file AND s.line = e.line "
+                f"WHERE e.thread_id = {first['thread_id']} AND e.seq > {first['seq']} "
+                f"ORDER BY e.seq LIMIT {args.context}"
+            ).to_pylist()
+            if after:
+                print("  then:")
+            for event in after:
+                text = (event["text"] or "").strip()
+                print(
+                    f"    seq {event['seq']:<6} {event['kind']:<8} "
+                    f"{event['function']}:{event['line']}  {text}"
+                )
+    _warn_damage(trace)
+    return EXIT_OK
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    trace = chronolog.open(args.trace)
+    query = trace.history_query(args.name, function=args.function, file=args.file)
+    sys.stdout.write(trace.sql_text(query, args.format))
+    _warn_damage(trace)
+    return EXIT_OK
+
+
+def _print_stack(trace: chronolog.Trace, seq: int) -> None:
+    frames = trace.state_at(seq)
+    event = trace._event(seq)
+    assert event is not None
+    print(
+        f"seq {seq}: {event['kind']} in {event['function']} ({event['file']}:{event['line']}), "
+        f"thread {event['thread_id']}"
+    )
+    for index, frame in enumerate(frames):
+        partial = "" if frame["complete"] else "  (started before recording: locals partial)"
+        print(
+            f"#{index} {frame['function']} at {frame['file']}:{frame['line']}  "
+            f"[frame {frame['frame_id']}]{partial}"
+        )
+        for name, value in frame["locals"].items():
+            print(f"      {name} = {value}")
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    trace = chronolog.open(args.trace)
+    if args.at is not None:
+        _print_stack(trace, args.at)
+        return EXIT_OK
+    lines = trace.replay(
+        function=args.function,
+        thread=args.thread,
+        from_seq=args.from_seq,
+        to_seq=args.to_seq,
+        format=args.format,
+        depth=args.depth,
+    )
+    write = sys.stdout.write
+    for line in lines:
+        write(line + "\n")
+    sys.stdout.flush()
+    _warn_damage(trace)
+    return EXIT_OK
+
+
+def cmd_debug(args: argparse.Namespace) -> int:
+    from chronolog._debug import Debugger
+
+    trace = chronolog.open(args.trace)
+    return Debugger(trace, sys.stdin, sys.stdout).run()
+
+
 def cmd_record(args: argparse.Namespace) -> int:
     from chronolog import _run
 
@@ -286,6 +416,76 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--table", default="events", help="table for --arrow (default events)")
     export.set_defaults(run=cmd_export)
+
+    silenced = commands.add_parser(
+        "silenced",
+        help="exceptions raised, then swallowed (except: pass, a default returned, ...)",
+        usage="chronolog silenced TRACE [--all] [--context N]",
+    )
+    silenced.add_argument("trace", metavar="TRACE")
+    silenced.add_argument(
+        "--all",
+        action="store_true",
+        help="also handlers in library code, and StopIteration/StopAsyncIteration/GeneratorExit",
+    )
+    silenced.add_argument(
+        "--context",
+        type=int,
+        default=3,
+        metavar="N",
+        help="events shown after each handling (default 3)",
+    )
+    silenced.set_defaults(run=cmd_silenced)
+
+    history = commands.add_parser(
+        "history",
+        help="every value a variable took, with the line that set it",
+        usage="chronolog history TRACE NAME [--function F] [--file F] [--format table|csv|json]",
+    )
+    history.add_argument("trace", metavar="TRACE")
+    history.add_argument("name", metavar="NAME")
+    history.add_argument(
+        "--function", metavar="F", help="only in this function (qualified or bare name)"
+    )
+    history.add_argument(
+        "--file", metavar="F", help="only in this file (path or its trailing part)"
+    )
+    history.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    history.set_defaults(run=cmd_history)
+
+    replay = commands.add_parser(
+        "replay",
+        help="the run as PySnooper-style text, or the whole stack at one moment (--at)",
+        usage="chronolog replay TRACE [--function F] [--thread T] [--from SEQ] [--to SEQ] "
+        "[--format pysnooper|plain] | chronolog replay TRACE --at SEQ",
+    )
+    replay.add_argument("trace", metavar="TRACE")
+    replay.add_argument(
+        "--function", metavar="F", help="only this function's calls (as @pysnooper.snoop())"
+    )
+    replay.add_argument(
+        "--depth",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --function, callees N-1 levels down too (default 1)",
+    )
+    replay.add_argument("--thread", metavar="T", help="only this thread (id or name)")
+    replay.add_argument("--from", dest="from_seq", type=int, metavar="SEQ")
+    replay.add_argument("--to", dest="to_seq", type=int, metavar="SEQ")
+    replay.add_argument("--format", choices=("pysnooper", "plain"), default="pysnooper")
+    replay.add_argument(
+        "--at", type=int, metavar="SEQ", help="the stack with every local at event SEQ"
+    )
+    replay.set_defaults(run=cmd_replay)
+
+    debug = commands.add_parser(
+        "debug",
+        help="step through the recorded run, forward and backward (pdb and gdb commands)",
+        usage="chronolog debug TRACE",
+    )
+    debug.add_argument("trace", metavar="TRACE")
+    debug.set_defaults(run=cmd_debug)
 
     dump = commands.add_parser("dump", help="every event and variable change as stable text")
     dump.add_argument("trace", metavar="TRACE")

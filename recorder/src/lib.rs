@@ -23,6 +23,7 @@ mod recording;
 mod repr;
 mod scope;
 mod spinlock;
+mod stepping;
 mod suspend;
 #[cfg(not(Py_3_12))]
 mod tracehook;
@@ -46,6 +47,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     )?;
     m.add_class::<reading::PyTrace>()?;
     m.add_class::<reading::DumpPieces>()?;
+    m.add_class::<stepping::ReplayLines>()?;
     m.add_class::<arrow_stream::ArrowStream>()?;
     m.add_class::<recording::Recorder>()?;
     m.add_function(wrap_pyfunction!(reading::write_synthetic, m)?)?;

@@ -7,7 +7,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chronolog_analyze::{OutputFormat, TraceSet, TraceSource, export};
+use chronolog_analyze::replay::{Replay, ReplayOptions, Style};
+use chronolog_analyze::timeline::{Filter, Timeline};
+use chronolog_analyze::{AnalyzeError, OutputFormat, TraceSet, TraceSource, export};
+use chronolog_format::EventKind;
 use chronolog_format::synth::{SynthOptions, write_trace};
 use chronolog_format::{TraceReader, WriterOptions, dump as text};
 use pyo3::exceptions::PyValueError;
@@ -16,9 +19,10 @@ use pyo3::types::{PyDict, PyList};
 
 use crate::arrow_stream::{ArrowStream, to_pyarrow};
 use crate::error::{query_error, trace_error};
+use crate::stepping::{ReplayLines, stack_list, step_dict};
 
 /// One or more open traces (`chronolog.open(path, ...)`).
-#[pyclass(name = "Trace", module = "chronolog", frozen)]
+#[pyclass(name = "Trace", module = "chronolog", frozen, subclass)]
 pub(crate) struct PyTrace {
     /// The first trace: what `info`, `check` and `dump` describe.
     reader: Arc<TraceReader>,
@@ -26,6 +30,8 @@ pub(crate) struct PyTrace {
     paths: Vec<PathBuf>,
     /// The SQL session, made at the first query.
     set: Mutex<Option<Arc<TraceSet>>>,
+    /// Random access to the first trace, made at the first step.
+    timeline: Mutex<Option<Arc<Timeline>>>,
 }
 
 impl PyTrace {
@@ -48,6 +54,23 @@ impl PyTrace {
         let set = Arc::new(py.detach(|| TraceSet::new(sources)).map_err(query_error)?);
         *slot = Some(Arc::clone(&set));
         Ok(set)
+    }
+
+    fn timeline(&self, py: Python<'_>) -> PyResult<Arc<Timeline>> {
+        let mut slot = self
+            .timeline
+            .lock()
+            .map_err(|_| query_error(AnalyzeError::new("a step panicked")))?;
+        if let Some(timeline) = slot.as_ref() {
+            return Ok(Arc::clone(timeline));
+        }
+        let path = self.reader.path().to_path_buf();
+        let source = py
+            .detach(|| TraceSource::open(&path))
+            .map_err(query_error)?;
+        let timeline = Arc::new(Timeline::new(Arc::new(source)));
+        *slot = Some(Arc::clone(&timeline));
+        Ok(timeline)
     }
 
     fn run(&self, py: Python<'_>, query: &str) -> PyResult<chronolog_analyze::QueryResult> {
@@ -77,6 +100,7 @@ impl PyTrace {
             reader: Arc::new(reader),
             paths,
             set: Mutex::new(None),
+            timeline: Mutex::new(None),
         })
     }
 
@@ -153,6 +177,112 @@ impl PyTrace {
         let set = self.set(py)?;
         py.detach(|| export::perfetto(&set, &path, &ProgressLine::new(progress).report()))
             .map_err(query_error)
+    }
+
+    /// The replay of the first trace, as an iterator of lines (see
+    /// `chronolog.Trace.replay`). `codes` are the code ids of the replayed
+    /// function (empty: every frame).
+    #[pyo3(signature = (codes, depth, thread, from_seq, to_seq, style))]
+    #[allow(clippy::too_many_arguments, reason = "mirrors the keyword API")]
+    fn _replay(
+        &self,
+        py: Python<'_>,
+        codes: Vec<u32>,
+        depth: u32,
+        thread: Option<u32>,
+        from_seq: Option<u64>,
+        to_seq: Option<u64>,
+        style: &str,
+    ) -> PyResult<ReplayLines> {
+        let style = Style::parse(style).map_err(query_error)?;
+        let timeline = self.timeline(py)?;
+        let options = ReplayOptions {
+            style,
+            functions: codes,
+            depth: depth.max(1),
+            thread,
+            from_seq,
+            to_seq,
+            max_len: 100,
+        };
+        let trace = timeline.trace_arc();
+        Ok(ReplayLines::new(py.detach(|| Replay::new(trace, options))))
+    }
+
+    /// The stack of the thread of event `seq` at that event, outermost
+    /// first, with every frame's locals.
+    fn _state_at<'py>(&self, py: Python<'py>, seq: u64) -> PyResult<Bound<'py, PyList>> {
+        let timeline = self.timeline(py)?;
+        let at = py.detach(|| timeline.event(seq)).ok_or_else(|| {
+            query_error(AnalyzeError::new(format!("no event {seq} in the trace")))
+        })?;
+        let frames = py.detach(|| timeline.stack_at(seq)).map_err(query_error)?;
+        stack_list(py, &timeline, at.thread, &frames)
+    }
+
+    /// The event numbered `seq`, as a dict; None if there is none.
+    fn _event<'py>(&self, py: Python<'py>, seq: u64) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let timeline = self.timeline(py)?;
+        match py.detach(|| timeline.event(seq)) {
+            Some(step) => Ok(Some(step_dict(py, &timeline, &step)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The first event after `seq` (`forward`) or before it matching every
+    /// condition given; None if there is none.
+    #[pyo3(signature = (seq, forward, thread=None, kinds=None, max_depth=None, frame=None, codes=None, lines=None))]
+    #[allow(clippy::too_many_arguments, reason = "mirrors the keyword API")]
+    fn _seek<'py>(
+        &self,
+        py: Python<'py>,
+        seq: u64,
+        forward: bool,
+        thread: Option<u32>,
+        kinds: Option<Vec<String>>,
+        max_depth: Option<u32>,
+        frame: Option<u64>,
+        codes: Option<Vec<u32>>,
+        lines: Option<Vec<(u32, u32)>>,
+    ) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let kinds = kinds
+            .unwrap_or_default()
+            .iter()
+            .map(|name| {
+                EventKind::ALL
+                    .into_iter()
+                    .find(|k| k.name() == name)
+                    .ok_or_else(|| PyValueError::new_err(format!("unknown event kind '{name}'")))
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        let filter = Filter {
+            thread,
+            kinds,
+            max_depth,
+            frame,
+            codes: codes.unwrap_or_default(),
+            lines: lines.unwrap_or_default(),
+        };
+        let timeline = self.timeline(py)?;
+        match py.detach(|| timeline.seek(seq, forward, &filter)) {
+            Some(step) => Ok(Some(step_dict(py, &timeline, &step)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Code ids of the functions whose qualified or bare name is `name`.
+    fn _codes_named(&self, py: Python<'_>, name: &str) -> PyResult<Vec<u32>> {
+        Ok(self.timeline(py)?.codes_named(name))
+    }
+
+    /// Code ids defined in `file` (a path or its trailing part).
+    fn _codes_in_file(&self, py: Python<'_>, file: &str) -> PyResult<Vec<u32>> {
+        Ok(self.timeline(py)?.codes_in_file(file))
+    }
+
+    /// First and last sequence numbers, None for an empty trace.
+    fn _bounds(&self, py: Python<'_>) -> PyResult<Option<(u64, u64)>> {
+        Ok(self.timeline(py)?.bounds())
     }
 
     /// The path the trace was opened from.

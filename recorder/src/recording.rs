@@ -1303,9 +1303,14 @@ impl Recording {
         if at.kind == EventKind::Line && !self.options.lines {
             return;
         }
-        let Some(thread) = self.threads.get(&ident) else {
+        let Some(thread) = self.threads.get_mut(&ident) else {
             return;
         };
+        // The exception leaving a frame is propagating only into the very
+        // next event of the thread (the caller's raise).
+        if at.kind != EventKind::Unwind {
+            thread.unwound_exception = 0;
+        }
         let thread_id = thread.id;
         let depth = thread.stack.len().saturating_sub(1) as u32;
         let Some(top) = thread.stack.last() else {

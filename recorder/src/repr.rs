@@ -253,6 +253,10 @@ unsafe fn str_contents<'a>(text: *mut ffi::PyObject) -> Option<&'a str> {
 /// The message of an exception as `str(exc)` gives it for built-in
 /// exceptions, computed from its args without running user code.
 pub(crate) fn exception_message(exc: &Bound<'_, PyAny>, max_repr: usize, out: &mut String) {
+    if let Some(text) = os_error_message(exc) {
+        truncate_into(&text, max_repr, out);
+        return;
+    }
     // SAFETY: the C field of every exception object; GIL held.
     let args = unsafe { (*exc.as_ptr().cast::<ffi::PyBaseExceptionObject>()).args };
     if args.is_null() {
@@ -280,6 +284,51 @@ pub(crate) fn exception_message(exc: &Bound<'_, PyAny>, max_repr: usize, out: &m
         // SAFETY: as above.
         _ => unsafe { short_repr(args.as_ptr(), ReprOptions::safe(max_repr), out) },
     }
+}
+
+/// `str(exc)` of an `OSError` (`[Errno 2] No such file or directory:
+/// 'x'`), when that runs no user code: `OSError`'s own `__str__`, over
+/// arguments and file names of built-in types only.
+fn os_error_message(exc: &Bound<'_, PyAny>) -> Option<String> {
+    let py = exc.py();
+    let os_error = py.get_type::<pyo3::exceptions::PyOSError>();
+    if !exc.is_instance(&os_error).ok()? {
+        return None;
+    }
+    // SAFETY: type objects are valid while the exception lives; GIL held.
+    let own_str = unsafe {
+        // C functions of libpython: one address each.
+        (*ffi::Py_TYPE(exc.as_ptr())).tp_str.map(|f| f as usize)
+            == (*os_error.as_type_ptr()).tp_str.map(|f| f as usize)
+    };
+    if !own_str {
+        return None;
+    }
+    let plain = |value: &Bound<'_, PyAny>| {
+        value.is_none()
+            || value.is_exact_instance_of::<PyString>()
+            || value.is_exact_instance_of::<pyo3::types::PyInt>()
+            || value.is_exact_instance_of::<pyo3::types::PyBytes>()
+    };
+    // SAFETY: the C fields of every exception object; GIL held.
+    let args = unsafe { (*exc.as_ptr().cast::<ffi::PyBaseExceptionObject>()).args };
+    if args.is_null() {
+        return None;
+    }
+    // SAFETY: GIL held; the exception keeps its args alive.
+    let args = unsafe { Bound::from_borrowed_ptr(py, args) };
+    let args = args.cast::<PyTuple>().ok()?;
+    if !args.iter().all(|a| plain(&a)) {
+        return None;
+    }
+    for name in ["filename", "filename2"] {
+        // Members of the C type (its own `__str__` means its own layout).
+        let value = exc.getattr(name).ok()?;
+        if !plain(&value) {
+            return None;
+        }
+    }
+    exc.str().ok().map(|s| s.to_string_lossy().into_owned())
 }
 
 /// `repr(obj)` by the object's own `__repr__` (`--unsafe-repr`), with this
