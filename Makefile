@@ -28,12 +28,12 @@ demo: $(VENV)/.installed ## set up .venv with chronolog, record fixtures/program
 	$(VENV)/bin/chronolog record -o $(DEMO_TRACE) fixtures/programs/demo.py
 	@echo "== chronolog info"
 	$(VENV)/bin/chronolog info $(DEMO_TRACE)
-	@echo "== the exception raised and handled on the way (chronolog sql)"
-	$(VENV)/bin/chronolog sql $(DEMO_TRACE) "SELECT seq, event, function, line, type, message FROM exceptions ORDER BY seq"
+	@echo "== the exception that was swallowed (chronolog silenced)"
+	$(VENV)/bin/chronolog silenced $(DEMO_TRACE)
 	@echo "== every call of parse_price, with its argument and what it returned (chronolog sql)"
 	$(VENV)/bin/chronolog sql $(DEMO_TRACE) "SELECT function, args, return_value FROM calls WHERE function = 'parse_price' ORDER BY start_seq"
-	@echo "== how 'total' evolved (chronolog sql)"
-	$(VENV)/bin/chronolog sql $(DEMO_TRACE) "SELECT seq, line, change, repr FROM vars WHERE name = 'total' ORDER BY seq"
+	@echo "== how 'total' evolved (chronolog history)"
+	$(VENV)/bin/chronolog history $(DEMO_TRACE) total
 
 test: test-rust test-python ## all Rust tests, then pytest on every CPython 3.11-3.13 present
 

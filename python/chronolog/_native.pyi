@@ -83,6 +83,34 @@ class Trace:
     def dump(self) -> Iterator[str]:
         """The stable text rendering of the whole trace, in pieces."""
 
+    # Stepping primitives behind replay, state_at and `chronolog debug`
+    # (chronolog.Trace wraps them; see docs/analysis.md).
+    def _replay(
+        self,
+        codes: list[int],
+        depth: int,
+        thread: int | None,
+        from_seq: int | None,
+        to_seq: int | None,
+        style: str,
+    ) -> Iterator[str]: ...
+    def _state_at(self, seq: int) -> list[dict[str, Any]]: ...
+    def _event(self, seq: int) -> dict[str, Any] | None: ...
+    def _seek(
+        self,
+        seq: int,
+        forward: bool,
+        thread: int | None = None,
+        kinds: list[str] | None = None,
+        max_depth: int | None = None,
+        frame: int | None = None,
+        codes: list[int] | None = None,
+        lines: list[tuple[int, int]] | None = None,
+    ) -> dict[str, Any] | None: ...
+    def _codes_named(self, name: str) -> list[int]: ...
+    def _codes_in_file(self, file: str) -> list[int]: ...
+    def _bounds(self) -> tuple[int, int] | None: ...
+
 def write_synthetic(
     path: str | os.PathLike[str], events: int = 10_000, seed: int = 1, threads: int = 2
 ) -> dict[str, int]:

@@ -53,10 +53,27 @@ class Trace(_NativeTrace):
         if file is not None:
             self._check_file(file)
             where.append(f"(file = {quote(file)} OR ends_with(file, {quote('/' + file)}))")
-        columns = "seq, ts_ns, thread_id, frame_id, file, function, line, name, change, repr, type"
+        # A change is observed when the frame's next line starts (PySnooper's
+        # convention); the line that made it is the frame's previous one.
+        setter = (
+            "CASE WHEN steps.kind = 'line' AND steps.previous_line IS NOT NULL "
+            "THEN steps.previous_line ELSE v.line END AS line"
+        )
+        columns = (
+            f"v.seq, v.ts_ns, v.thread_id, v.frame_id, v.file, v.function, {setter}, "
+            "v.name, v.change, v.repr, v.type"
+        )
         if len(self.paths) > 1:
-            columns = "trace, " + columns
-        return f"SELECT {columns} FROM vars WHERE {' AND '.join(where)} ORDER BY trace, seq"
+            columns = "v.trace, " + columns
+        return (
+            f"WITH v AS (SELECT * FROM vars WHERE {' AND '.join(where)}), "
+            "steps AS (SELECT trace, seq, kind, LAG(line) OVER "
+            "(PARTITION BY trace, frame_id ORDER BY seq) AS previous_line FROM events "
+            "WHERE frame_id IN (SELECT DISTINCT frame_id FROM v) "
+            "AND kind IN ('call', 'line', 'resume', 'return', 'yield')) "
+            f"SELECT {columns} FROM v LEFT JOIN steps ON steps.trace = v.trace AND steps.seq = v.seq "
+            "ORDER BY v.trace, v.seq"
+        )
 
     def replay(
         self,
