@@ -106,7 +106,7 @@ def test_newer_format_version(tmp_path: Path, trace_bytes: bytes) -> None:
     newer[8:10] = (2).to_bytes(2, "little")
     path = tmp_path / "v2.clog"
     path.write_bytes(bytes(newer))
-    assert_clean_error(run_cli("info", path), "v2.clog", "format v2.0", "upgrade chronolog")
+    assert_clean_error(run_cli("info", path), "v2.clog", "format v2.", "upgrade chronolog")
 
 
 def test_usage_errors_exit_2() -> None:

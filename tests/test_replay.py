@@ -92,7 +92,8 @@ def test_state_at_rebuilds_the_stack_in_recursion(recorded: Path) -> None:
     trace = chronolog.open(recorded)
     seq = (
         trace.sql(
-            "SELECT seq FROM exceptions WHERE function = 'dive' AND event = 'raise' ORDER BY seq LIMIT 1"
+            "SELECT seq FROM exceptions WHERE function = 'dive' AND event = 'raise' "
+            "ORDER BY seq LIMIT 1"
         )
         .column(0)[0]
         .as_py()
@@ -193,11 +194,7 @@ def debug(recorded: Path, commands: list[str]) -> str:
 def test_debug_break_continue_stops_before_the_first_line(recorded: Path) -> None:
     out = debug(recorded, ["break fib", "continue", "p n", "where", "continue", "p n", "quit"])
     lines = out.splitlines()
-    assert (
-        lines[0].startswith("> ")
-        and lines[0].endswith("<module>()   [seq 1, thread 0]")
-        or ("<module>()" in lines[0])
-    )
+    assert lines[0].startswith("> ") and "<module>()" in lines[0]
     stop = lines.index("Breakpoint 1")
     assert "fib()" in lines[stop + 1] and lines[stop + 2] == "-> if n < 2:"
     assert lines[stop + 3] == "5"

@@ -71,7 +71,8 @@ class Trace(_NativeTrace):
             "(PARTITION BY trace, frame_id ORDER BY seq) AS previous_line FROM events "
             "WHERE frame_id IN (SELECT DISTINCT frame_id FROM v) "
             "AND kind IN ('call', 'line', 'resume', 'return', 'yield')) "
-            f"SELECT {columns} FROM v LEFT JOIN steps ON steps.trace = v.trace AND steps.seq = v.seq "
+            f"SELECT {columns} FROM v "
+            "LEFT JOIN steps ON steps.trace = v.trace AND steps.seq = v.seq "
             "ORDER BY v.trace, v.seq"
         )
 
