@@ -66,6 +66,16 @@ enum ColumnId {
   valueBytes @17;           # UTF-8 text of all entries, concatenated
   # Since 1.1 (older traces lack it: read as all 0).
   excContext @18;           # exc_id of the exception's __context__ (or __cause__) at a raise; 0 = none
+  # Since 1.1: the checkpoint, the recorder's state before the chunk's first
+  # event (one row per frame, then one per local of those frames).
+  ckThread @19;             # thread id of the frame; 0xFFFFFFFF = a suspended generator
+  ckFrame @20;              # activation id
+  ckDepth @21;              # its depth on its thread's stack
+  ckCode @22;               # code object id
+  ckLine @23;               # its last line
+  ckVarFrame @24;           # index of the checkpoint frame a local belongs to; ascending
+  ckVarName @25;            # string id of the local's name
+  ckVarValue @26;           # value ref of its last recorded repr
 }
 
 struct Column {
@@ -80,7 +90,7 @@ struct Column {
 
 struct ChunkStats {
   # Everything a reader needs to decide whether to decode a chunk.
-  # next ordinal: @10
+  # next ordinal: @13
   firstSeq @0 :UInt64;
   lastSeq @1 :UInt64;
   minTsNs @2 :UInt64;
@@ -91,6 +101,10 @@ struct ChunkStats {
   threads @7 :List(UInt32); # distinct thread ids, ascending
   codes @8 :List(UInt32);   # distinct code ids, ascending
   rawBytes @9 :UInt64;      # sum of the columns' encoded (uncompressed) sizes
+  # Since 1.1:
+  hasCheckpoint @10 :Bool;  # the chunk starts with a checkpoint (columns ck*)
+  checkpointFrames @11 :UInt32;
+  checkpointVars @12 :UInt32;
 }
 
 struct Chunk {

@@ -288,3 +288,78 @@ def test_snoop_decorator_prints_what_pysnooper_prints(tmp_path: Path) -> None:
     ours, theirs = outputs
     assert ours == theirs
     assert ours[-1].startswith("Elapsed time: ")
+
+
+LONG_RUN = """
+import threading
+
+def fib(n):
+    if n < 2:
+        return n
+    return fib(n - 1) + fib(n - 2)
+
+def evens(limit):
+    seen = []
+    for k in range(limit):
+        if k % 2 == 0:
+            seen.append(k)
+            yield k
+
+def work(rounds):
+    total = 0
+    for r in range(rounds):
+        for e in evens(6):
+            total += e
+        total += fib(r % 9)
+    return total
+
+helper = threading.Thread(target=work, args=(300,), name="helper")
+helper.start()
+print(work(1500))
+helper.join()
+"""
+
+
+def reference_stack(trace: chronolog.Trace, seq: int) -> list[tuple[int, dict[str, str]]]:
+    """The stack at `seq` by a plain forward scan of the events and vars
+    tables: (frame id, locals) from the outermost frame."""
+    thread = trace.sql(f"SELECT thread_id FROM events WHERE seq = {seq}").column(0)[0].as_py()
+    events = trace.sql(
+        f"SELECT seq, kind, frame_id FROM events WHERE thread_id = {thread} AND seq <= {seq} "
+        "ORDER BY seq"
+    ).to_pylist()
+    changes: dict[int, list[dict[str, object]]] = {}
+    for change in trace.sql(
+        f"SELECT seq, name, change, repr FROM vars WHERE thread_id = {thread} AND seq <= {seq}"
+    ).to_pylist():
+        changes.setdefault(change["seq"], []).append(change)
+    stack: list[int] = []
+    local: dict[int, dict[str, str]] = {}
+    for event in events:
+        frame = event["frame_id"]
+        if event["kind"] == "call" or (
+            event["kind"] in ("resume", "throw") and stack[-1:] != [frame]
+        ):
+            stack.append(frame)
+        values = local.setdefault(frame, {})
+        for change in changes.get(event["seq"], []):
+            if change["change"] == "deleted":
+                values.pop(str(change["name"]), None)
+            else:
+                values[str(change["name"])] = str(change["repr"])
+        if event["kind"] in ("return", "unwind", "yield") and event["seq"] != seq:
+            stack = stack[: stack.index(frame)]
+    return [(frame, local[frame]) for frame in stack]
+
+
+def test_state_at_equals_a_forward_scan_across_chunks(tmp_path: Path) -> None:
+    program = tmp_path / "long_run.py"
+    program.write_text(LONG_RUN)
+    path = tmp_path / "long_run.clog"
+    assert run_cli("record", "-o", path, program).code == 0
+    trace = chronolog.open(path)
+    assert trace.info()["chunks"] >= 3
+    last = trace.sql("SELECT max(seq) FROM events").column(0)[0].as_py()
+    for seq in range(7, last, last // 23):
+        mine = [(f["frame_id"], f["locals"]) for f in trace.state_at(seq)]
+        assert mine == reference_stack(trace, seq), seq

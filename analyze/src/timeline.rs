@@ -18,7 +18,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use chronolog_format::{ColumnId, ColumnMask, EventBatch, EventKind, VarChange};
+use chronolog_format::{
+    Checkpoint, ColumnId, ColumnMask, EventBatch, EventKind, Tables, VarChange,
+};
 use rayon::prelude::*;
 
 use crate::AnalyzeError;
@@ -276,7 +278,41 @@ impl Timeline {
         let at = self
             .event(seq)
             .ok_or_else(|| AnalyzeError::new(format!("no event {seq} in the trace")))?;
-        let mut walk = StackWalk::new(&at);
+        if let Some(frames) = self.forward_from_checkpoint(&at) {
+            return Ok(frames);
+        }
+        self.walk_back(&at)
+    }
+
+    /// The stack at `at` rebuilt forward from the nearest checkpoint (format
+    /// 1.1 traces written by the recorder), if one is close enough.
+    fn forward_from_checkpoint(&self, at: &Step) -> Option<Vec<FrameState>> {
+        /// Chunks replayed forward at most; farther, walking back is as fast.
+        const REACH: usize = 16;
+        let chunks = self.trace.reader.chunks();
+        let last = self.chunk_at(at.seq).min(chunks.len().checked_sub(1)?);
+        let first = (last.saturating_sub(REACH)..=last)
+            .rev()
+            .find(|&i| chunks[i].stats.has_checkpoint)?;
+        let tables = self.trace.reader.tables();
+        let start = self.trace.chunk(first, ColumnMask::ALL)?;
+        let mut forward = Forward::new(at.thread, start.checkpoint.as_ref()?, &start);
+        forward.feed(&start, at.seq);
+        for (index, entry) in chunks.iter().enumerate().take(last + 1).skip(first + 1) {
+            if entry.stats.threads.binary_search(&at.thread).is_err() {
+                continue;
+            }
+            let chunk = self.full(index)?;
+            forward.feed(&chunk, at.seq);
+        }
+        Some(forward.finish(at.frame, tables))
+    }
+
+    /// The stack at `at` found walking backwards (traces without
+    /// checkpoints).
+    fn walk_back(&self, at: &Step) -> Result<Vec<FrameState>, AnalyzeError> {
+        let seq = at.seq;
+        let mut walk = StackWalk::new(at);
         let chunks = self.trace.reader.chunks();
         let last_index = self.chunk_at(seq);
         let light = ColumnMask::only(LIGHT);
@@ -314,6 +350,168 @@ impl Timeline {
             end = begin;
         }
         Ok(walk.finish())
+    }
+}
+
+/// A frame replayed forward from a checkpoint: locals by name id, in the
+/// order they appeared.
+#[derive(Debug)]
+struct Live {
+    state: FrameState,
+    locals: Vec<(u32, String)>,
+}
+
+/// The replay of one thread forward from a checkpoint.
+#[derive(Debug)]
+struct Forward {
+    thread: u32,
+    stack: Vec<Live>,
+    suspended: HashMap<u64, Live>,
+}
+
+impl Forward {
+    fn new(thread: u32, ck: &Checkpoint, chunk: &EventBatch) -> Forward {
+        let mut forward = Forward {
+            thread,
+            stack: Vec::new(),
+            suspended: HashMap::new(),
+        };
+        let mut var = 0;
+        for i in 0..ck.len() {
+            let mut live = Live {
+                state: FrameState {
+                    frame: ck.frame[i],
+                    depth: ck.depth[i],
+                    code: ck.code[i],
+                    line: ck.line[i],
+                    seq: 0,
+                    complete: true,
+                    locals: Vec::new(),
+                },
+                locals: Vec::new(),
+            };
+            while var < ck.var_frame.len() && ck.var_frame[var] as usize == i {
+                let value = chunk.values.get(ck.var_value[var]).unwrap_or("");
+                live.locals.push((ck.var_name[var], value.to_string()));
+                var += 1;
+            }
+            match ck.thread[i] {
+                Checkpoint::SUSPENDED => {
+                    forward.suspended.insert(live.state.frame, live);
+                }
+                t if t == thread => forward.stack.push(live),
+                _ => {}
+            }
+        }
+        forward
+    }
+
+    /// Applies the thread's events of `chunk` up to `seq`.
+    fn feed(&mut self, chunk: &EventBatch, seq: u64) {
+        let mut var = 0;
+        for i in 0..chunk.len() {
+            let var_start = var;
+            while var < chunk.var_event.len() && chunk.var_event[var] as usize == i {
+                var += 1;
+            }
+            if chunk.seq[i] > seq {
+                break;
+            }
+            if chunk.thread[i] != self.thread {
+                continue;
+            }
+            let Some(kind) = EventKind::from_code(chunk.kind[i]) else {
+                continue;
+            };
+            let frame = chunk.frame[i];
+            let new_frame = |complete: bool| Live {
+                state: FrameState {
+                    frame,
+                    depth: chunk.depth[i],
+                    code: chunk.code[i],
+                    line: chunk.line[i],
+                    seq: chunk.seq[i],
+                    complete,
+                    locals: Vec::new(),
+                },
+                locals: Vec::new(),
+            };
+            let position = match self.stack.iter().rposition(|l| l.state.frame == frame) {
+                Some(position) if kind != EventKind::Call => position,
+                _ => {
+                    let live = match kind {
+                        EventKind::Call => new_frame(true),
+                        _ => self
+                            .suspended
+                            .remove(&frame)
+                            .unwrap_or_else(|| new_frame(false)),
+                    };
+                    // Frames at or above its depth have ended unseen.
+                    let depth = chunk.depth[i];
+                    self.stack.retain(|l| l.state.depth < depth);
+                    self.stack.push(live);
+                    self.stack.len() - 1
+                }
+            };
+            let live = &mut self.stack[position];
+            live.state.line = chunk.line[i];
+            live.state.seq = chunk.seq[i];
+            for v in var_start..var {
+                let name = chunk.var_name[v];
+                let slot = live.locals.iter().position(|(n, _)| *n == name);
+                match (VarChange::from_code(chunk.var_change[v]), slot) {
+                    (Some(VarChange::Deleted), Some(slot)) => {
+                        live.locals.remove(slot);
+                    }
+                    (Some(VarChange::Deleted) | None, _) => {}
+                    (Some(_), slot) => {
+                        let value = chunk
+                            .values
+                            .get(chunk.var_value[v])
+                            .unwrap_or("")
+                            .to_string();
+                        match slot {
+                            Some(slot) => live.locals[slot].1 = value,
+                            None => live.locals.push((name, value)),
+                        }
+                    }
+                }
+            }
+            // The state *at* `seq` still has the frame it returns from.
+            let ends = matches!(
+                kind,
+                EventKind::Return | EventKind::Unwind | EventKind::Yield
+            );
+            if ends && chunk.seq[i] != seq {
+                let mut ended = self.stack.split_off(position);
+                let live = ended.swap_remove(0);
+                if kind == EventKind::Yield {
+                    self.suspended.insert(frame, live);
+                }
+            }
+        }
+    }
+
+    fn finish(mut self, top: u64, tables: &Tables) -> Vec<FrameState> {
+        if let Some(position) = self.stack.iter().rposition(|l| l.state.frame == top) {
+            self.stack.truncate(position + 1);
+        }
+        self.stack
+            .into_iter()
+            .map(|live| {
+                let mut state = live.state;
+                state.locals = live
+                    .locals
+                    .into_iter()
+                    .map(|(name, repr)| Local {
+                        name: tables.string(name).unwrap_or("?").to_string(),
+                        repr,
+                        type_name: None,
+                    })
+                    .collect();
+                state
+            })
+            .collect()
     }
 }
 

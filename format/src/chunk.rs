@@ -12,7 +12,7 @@ use capnp::message::{Builder, ReaderOptions};
 use rustc_hash::FxHashMap;
 
 use crate::encoding::{self, ColumnInt};
-use crate::event::{EventBatch, Values};
+use crate::event::{Checkpoint, EventBatch, Values};
 use crate::generated::trace_capnp::{self, ColumnId, Compression, Encoding};
 
 /// Largest number of events or variable changes in one chunk a reader accepts.
@@ -34,6 +34,10 @@ pub struct ChunkStats {
     pub codes: Vec<u32>,
     /// Encoded size of all columns before compression.
     pub raw_bytes: u64,
+    /// The chunk starts with a checkpoint (see [`crate::Checkpoint`]).
+    pub has_checkpoint: bool,
+    pub checkpoint_frames: u32,
+    pub checkpoint_vars: u32,
 }
 
 impl ChunkStats {
@@ -48,6 +52,9 @@ impl ChunkStats {
         b.set_threads(&self.threads[..])?;
         b.set_codes(&self.codes[..])?;
         b.set_raw_bytes(self.raw_bytes);
+        b.set_has_checkpoint(self.has_checkpoint);
+        b.set_checkpoint_frames(self.checkpoint_frames);
+        b.set_checkpoint_vars(self.checkpoint_vars);
         Ok(())
     }
 
@@ -72,6 +79,9 @@ impl ChunkStats {
             threads: list(r.get_threads()?)?,
             codes: list(r.get_codes()?)?,
             raw_bytes: r.get_raw_bytes(),
+            has_checkpoint: r.get_has_checkpoint(),
+            checkpoint_frames: r.get_checkpoint_frames(),
+            checkpoint_vars: r.get_checkpoint_vars(),
         })
     }
 }
@@ -200,6 +210,17 @@ pub(crate) fn encode_chunk(batch: &EventBatch, range: Range<usize>) -> (Vec<u8>,
         .iter()
         .map(|&r| dictionary.remap(&batch.values, r))
         .collect();
+    // The checkpoint describes the state before the batch's first event:
+    // it goes with the chunk that starts there.
+    let checkpoint = batch.checkpoint.as_ref().filter(|_| range.start == 0);
+    let checkpoint_values: Vec<u32> = checkpoint
+        .map(|c| {
+            c.var_value
+                .iter()
+                .map(|&r| dictionary.remap(&batch.values, r))
+                .collect()
+        })
+        .unwrap_or_default();
     let offset = range.start as u32;
     let var_event: Vec<u32> = batch.var_event[vars.clone()]
         .iter()
@@ -219,6 +240,9 @@ pub(crate) fn encode_chunk(batch: &EventBatch, range: Range<usize>) -> (Vec<u8>,
         threads: distinct_sorted(&batch.thread[events.clone()]),
         codes: distinct_sorted(&batch.code[events.clone()]),
         raw_bytes: 0,
+        has_checkpoint: checkpoint.is_some(),
+        checkpoint_frames: checkpoint.map_or(0, |c| c.len() as u32),
+        checkpoint_vars: checkpoint.map_or(0, |c| c.var_frame.len() as u32),
     };
 
     let mut w = ColumnWriter {
@@ -243,6 +267,18 @@ pub(crate) fn encode_chunk(batch: &EventBatch, range: Range<usize>) -> (Vec<u8>,
         w.ints(ColumnId::VarChange, &batch.var_change[vars.clone()]);
         w.optional_ints(ColumnId::VarValue, &var_value);
         w.optional_ints(ColumnId::VarType, &batch.var_type[vars]);
+    }
+    if let Some(c) = checkpoint.filter(|c| !c.is_empty()) {
+        w.ints(ColumnId::CkThread, &c.thread);
+        w.ints(ColumnId::CkFrame, &c.frame);
+        w.ints(ColumnId::CkDepth, &c.depth);
+        w.ints(ColumnId::CkCode, &c.code);
+        w.ints(ColumnId::CkLine, &c.line);
+        if !c.var_frame.is_empty() {
+            w.ints(ColumnId::CkVarFrame, &c.var_frame);
+            w.ints(ColumnId::CkVarName, &c.var_name);
+            w.ints(ColumnId::CkVarValue, &checkpoint_values);
+        }
     }
     if !dictionary.lens.is_empty() {
         w.ints(ColumnId::ValueLen, &dictionary.lens);
@@ -327,12 +363,18 @@ pub(crate) fn decode_chunk(
     let events = stats.event_count as usize;
     let vars = stats.var_count as usize;
     let value_count = stats.value_count as usize;
-    if events > MAX_CHUNK_ROWS || vars > MAX_CHUNK_ROWS || value_count > MAX_CHUNK_ROWS {
+    let ck_frames = stats.checkpoint_frames as usize;
+    let ck_vars = stats.checkpoint_vars as usize;
+    if [events, vars, value_count, ck_frames, ck_vars]
+        .iter()
+        .any(|&rows| rows > MAX_CHUNK_ROWS)
+    {
         return Err(format!(
             "chunk claims {events} events, {vars} variable changes, {value_count} values"
         ));
     }
     let mut b = EventBatch::default();
+    let mut ck = Checkpoint::default();
     let mut value_lens: Vec<u32> = Vec::new();
     let mut value_text: Option<Vec<u8>> = None;
     let mut seen = 0u32;
@@ -370,12 +412,23 @@ pub(crate) fn decode_chunk(
             ColumnId::VarChange => decode_column(column, vars, s, &mut b.var_change),
             ColumnId::VarValue => decode_column(column, vars, s, &mut b.var_value),
             ColumnId::VarType => decode_column(column, vars, s, &mut b.var_type),
+            ColumnId::CkThread => decode_column(column, ck_frames, s, &mut ck.thread),
+            ColumnId::CkFrame => decode_column(column, ck_frames, s, &mut ck.frame),
+            ColumnId::CkDepth => decode_column(column, ck_frames, s, &mut ck.depth),
+            ColumnId::CkCode => decode_column(column, ck_frames, s, &mut ck.code),
+            ColumnId::CkLine => decode_column(column, ck_frames, s, &mut ck.line),
+            ColumnId::CkVarFrame => decode_column(column, ck_vars, s, &mut ck.var_frame),
+            ColumnId::CkVarName => decode_column(column, ck_vars, s, &mut ck.var_name),
+            ColumnId::CkVarValue => decode_column(column, ck_vars, s, &mut ck.var_value),
             ColumnId::ValueLen => decode_column(column, value_count, s, &mut value_lens),
             ColumnId::ValueBytes => read_value_bytes(column, s).map(|text| value_text = Some(text)),
         };
         result.map_err(|e| format!("column {id:?}: {e}"))?;
     }
 
+    if stats.has_checkpoint {
+        b.checkpoint = Some(ck);
+    }
     let required = [
         (ColumnId::Seq, events),
         (ColumnId::TsNs, events),
@@ -390,6 +443,14 @@ pub(crate) fn decode_chunk(
         (ColumnId::VarChange, vars),
         (ColumnId::ValueLen, value_count),
         (ColumnId::ValueBytes, value_count),
+        (ColumnId::CkThread, ck_frames),
+        (ColumnId::CkFrame, ck_frames),
+        (ColumnId::CkDepth, ck_frames),
+        (ColumnId::CkCode, ck_frames),
+        (ColumnId::CkLine, ck_frames),
+        (ColumnId::CkVarFrame, ck_vars),
+        (ColumnId::CkVarName, ck_vars),
+        (ColumnId::CkVarValue, ck_vars),
     ];
     for (id, rows) in required {
         if rows > 0 && seen & (1 << id as u32) == 0 {
@@ -417,7 +478,7 @@ pub(crate) fn decode_chunk(
     if mask.contains(ColumnId::ValueBytes) {
         b.values = build_values(value_lens, value_text.unwrap_or_default())?;
     }
-    check_references(&b, events, value_count)?;
+    check_references(&b, events, value_count, ck_frames)?;
     Ok((stats, b))
 }
 
@@ -450,9 +511,24 @@ fn build_values(lens: Vec<u32>, text: Vec<u8>) -> Result<Values, String> {
 }
 
 /// Checks that references inside the chunk point inside the chunk.
-fn check_references(b: &EventBatch, events: usize, values: usize) -> Result<(), String> {
+fn check_references(
+    b: &EventBatch,
+    events: usize,
+    values: usize,
+    ck_frames: usize,
+) -> Result<(), String> {
     if let Some(&bad) = b.var_event.iter().find(|&&e| e as usize >= events) {
         return Err(format!("variable change refers to event {bad} of {events}"));
+    }
+    if let Some(ck) = &b.checkpoint {
+        if let Some(&bad) = ck.var_frame.iter().find(|&&f| f as usize >= ck_frames) {
+            return Err(format!(
+                "checkpoint local refers to frame {bad} of {ck_frames}"
+            ));
+        }
+        if !ck.var_frame.is_sorted() {
+            return Err("checkpoint locals are out of frame order".into());
+        }
     }
     if !b.var_event.is_sorted() {
         return Err("variable changes are out of event order".into());
@@ -461,6 +537,7 @@ fn check_references(b: &EventBatch, events: usize, values: usize) -> Result<(), 
         .arg
         .iter()
         .chain(&b.var_value)
+        .chain(b.checkpoint.iter().flat_map(|c| &c.var_value))
         .find(|&&r| r as usize > values)
     {
         return Err(format!("value ref {bad} but the chunk has {values} values"));
@@ -531,6 +608,36 @@ mod tests {
         assert_eq!(decoded.values.get(decoded.var_value[0]), Some("20"));
         // 'r0', 'r1', 'r2' repeat: deduplicated within the chunk.
         assert_eq!(decoded.values.len(), 3 + 13);
+    }
+
+    #[test]
+    fn the_checkpoint_goes_with_the_chunk_starting_the_batch() {
+        let mut batch = sample();
+        let value = batch.values.push("[1, 2]");
+        let mut checkpoint = Checkpoint::default();
+        let outer = checkpoint.push_frame(0, 1, 0, 0, 5);
+        checkpoint.push_var(outer, 7, value);
+        let suspended = checkpoint.push_frame(Checkpoint::SUSPENDED, 9, 0, 2, 30);
+        checkpoint.push_var(suspended, 8, value);
+        batch.checkpoint = Some(checkpoint);
+        batch.validate().expect("valid");
+
+        let (body, stats) = encode_chunk(&batch, 0..40);
+        assert!(stats.has_checkpoint && stats.checkpoint_frames == 2 && stats.checkpoint_vars == 2);
+        let (_, decoded) = decode_chunk(&body, ColumnMask::ALL).expect("decodes");
+        let ck = decoded.checkpoint.expect("a checkpoint");
+        assert_eq!(ck.thread, vec![0, Checkpoint::SUSPENDED]);
+        assert_eq!(
+            (ck.frame.clone(), ck.line.clone()),
+            (vec![1, 9], vec![5, 30])
+        );
+        assert_eq!(ck.var_name, vec![7, 8]);
+        assert_eq!(decoded.values.get(ck.var_value[1]), Some("[1, 2]"));
+
+        let (body, stats) = encode_chunk(&batch, 40..100);
+        assert!(!stats.has_checkpoint);
+        let (_, decoded) = decode_chunk(&body, ColumnMask::ALL).expect("decodes");
+        assert!(decoded.checkpoint.is_none());
     }
 
     #[test]

@@ -106,7 +106,38 @@ pub fn write_chunk(reader: &TraceReader, index: usize, out: &mut dyn Write) -> i
         Err(e) => return writeln!(out, "\n  unreadable: {e}"),
     };
     writeln!(out)?;
+    write_checkpoint(reader, &batch, out)?;
     write_events(reader, &batch, out)
+}
+
+fn write_checkpoint(reader: &TraceReader, b: &EventBatch, out: &mut dyn Write) -> io::Result<()> {
+    let tables = reader.tables();
+    let Some(ck) = &b.checkpoint else {
+        return Ok(());
+    };
+    let mut var = 0;
+    for i in 0..ck.len() {
+        let thread = match ck.thread[i] {
+            crate::Checkpoint::SUSPENDED => "suspended".to_string(),
+            t => format!("T{t}"),
+        };
+        let function = tables
+            .code(ck.code[i])
+            .and_then(|c| tables.string(c.qualname))
+            .map_or_else(|| format!("code#{}", ck.code[i]), str::to_string);
+        writeln!(
+            out,
+            "  checkpoint {thread} frame={} depth={} {function}:{}",
+            ck.frame[i], ck.depth[i], ck.line[i]
+        )?;
+        while var < ck.var_frame.len() && ck.var_frame[var] as usize == i {
+            let name = tables.string(ck.var_name[var]).unwrap_or("?");
+            let value = b.values.get(ck.var_value[var]).unwrap_or("");
+            writeln!(out, "      {name} = {value}")?;
+            var += 1;
+        }
+    }
+    Ok(())
 }
 
 fn write_events(reader: &TraceReader, b: &EventBatch, out: &mut dyn Write) -> io::Result<()> {

@@ -207,6 +207,87 @@ impl Values {
     }
 }
 
+/// The recorder's state before a batch's first event: every frame on a
+/// thread's stack (and every suspended generator) with its locals' last
+/// recorded values. A reader rebuilds any moment from the nearest
+/// checkpoint forward instead of from the start of the trace.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Thread of each frame; [`Checkpoint::SUSPENDED`] for a generator or
+    /// coroutine between a yield and its next resume.
+    pub thread: Vec<u32>,
+    pub frame: Vec<u64>,
+    pub depth: Vec<u32>,
+    pub code: Vec<u32>,
+    pub line: Vec<u32>,
+    /// Index (into the frame rows) of the frame each local belongs to; ascending.
+    pub var_frame: Vec<u32>,
+    /// String id of each local's name.
+    pub var_name: Vec<u32>,
+    /// Value ref of each local's last recorded repr.
+    pub var_value: Vec<u32>,
+}
+
+impl Checkpoint {
+    /// The `thread` of a suspended generator's frame.
+    pub const SUSPENDED: u32 = u32::MAX;
+
+    /// Number of frames.
+    pub fn len(&self) -> usize {
+        self.frame.len()
+    }
+
+    /// True when it holds no frame.
+    pub fn is_empty(&self) -> bool {
+        self.frame.is_empty()
+    }
+
+    /// Appends a frame; returns its index.
+    pub fn push_frame(&mut self, thread: u32, frame: u64, depth: u32, code: u32, line: u32) -> u32 {
+        let index = u32::try_from(self.frame.len()).unwrap_or(u32::MAX);
+        self.thread.push(thread);
+        self.frame.push(frame);
+        self.depth.push(depth);
+        self.code.push(code);
+        self.line.push(line);
+        index
+    }
+
+    /// Appends a local of frame `frame` (the last pushed, or an earlier one).
+    pub fn push_var(&mut self, frame: u32, name: u32, value: u32) {
+        self.var_frame.push(frame);
+        self.var_name.push(name);
+        self.var_value.push(value);
+    }
+
+    /// Checks lengths and the frame references of the locals.
+    pub fn validate(&self) -> Result<(), String> {
+        let n = self.frame.len();
+        if [
+            self.thread.len(),
+            self.depth.len(),
+            self.code.len(),
+            self.line.len(),
+        ]
+        .iter()
+        .any(|&len| len != n)
+        {
+            return Err("checkpoint frame columns differ in length".into());
+        }
+        let m = self.var_frame.len();
+        if self.var_name.len() != m || self.var_value.len() != m {
+            return Err("checkpoint local columns differ in length".into());
+        }
+        if !self.var_frame.is_sorted() {
+            return Err("checkpoint locals are out of frame order".into());
+        }
+        if let Some(&bad) = self.var_frame.iter().find(|&&f| f as usize >= n) {
+            return Err(format!("checkpoint local refers to frame {bad} of {n}"));
+        }
+        Ok(())
+    }
+}
+
 /// Events and variable changes, column by column.
 ///
 /// Rules the writer checks: all event columns have the same length, all
@@ -232,6 +313,9 @@ pub struct EventBatch {
     pub var_value: Vec<u32>,
     pub var_type: Vec<u32>,
     pub values: Values,
+    /// The state before the first event, when the producer knows it (the
+    /// recorder does; a chunk decoded without one has `None`).
+    pub checkpoint: Option<Checkpoint>,
 }
 
 impl EventBatch {
@@ -258,6 +342,7 @@ impl EventBatch {
             var_value: Vec::with_capacity(vars),
             var_type: Vec::with_capacity(vars),
             values: Values::default(),
+            checkpoint: None,
         }
     }
 
@@ -362,6 +447,7 @@ impl EventBatch {
         self.kind.clear();
         self.var_change.clear();
         self.values.clear();
+        self.checkpoint = None;
     }
 
     /// Checks the structural rules listed on the type.
@@ -406,10 +492,15 @@ impl EventBatch {
             return Err(format!("var_event {last} points past the {n} events"));
         }
         let values = self.values.len();
+        if let Some(checkpoint) = &self.checkpoint {
+            checkpoint.validate()?;
+        }
+        let checkpoint_values = self.checkpoint.iter().flat_map(|c| &c.var_value);
         let max_ref = self
             .arg
             .iter()
             .chain(&self.var_value)
+            .chain(checkpoint_values)
             .copied()
             .max()
             .unwrap_or(0);

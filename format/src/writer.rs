@@ -209,17 +209,17 @@ impl TraceWriter {
             ))),
             _ => Ok(()),
         };
-        undefined(
-            "thread",
-            batch.thread.iter().copied().max(),
-            self.next_thread,
-        )?;
-        undefined("code", batch.code.iter().copied().max(), self.next_code)?;
-        undefined(
-            "string",
-            batch.var_name.iter().copied().max(),
-            self.next_string,
-        )?;
+        let ck = batch.checkpoint.iter();
+        let threads = batch.thread.iter().chain(
+            ck.clone()
+                .flat_map(|c| &c.thread)
+                .filter(|&&t| t != crate::Checkpoint::SUSPENDED),
+        );
+        undefined("thread", threads.copied().max(), self.next_thread)?;
+        let codes = batch.code.iter().chain(ck.clone().flat_map(|c| &c.code));
+        undefined("code", codes.copied().max(), self.next_code)?;
+        let names = batch.var_name.iter().chain(ck.flat_map(|c| &c.var_name));
+        undefined("string", names.copied().max(), self.next_string)?;
         let type_ids = batch.arg_type.iter().chain(&batch.var_type).copied().max();
         undefined(
             "type-name string",

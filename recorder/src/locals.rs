@@ -33,6 +33,24 @@ impl Shadow {
     pub(crate) fn unbind(&mut self) {
         self.bound = false;
     }
+
+    /// The last recorded repr, while the variable is bound.
+    pub(crate) fn recorded(&self) -> Option<&str> {
+        self.bound.then_some(self.repr.as_str())
+    }
+}
+
+impl NamespaceShadow {
+    /// The bound variables with their last recorded repr, by name id.
+    pub(crate) fn recorded(&self) -> Vec<(u32, &str)> {
+        let mut bound: Vec<(u32, &str)> = self
+            .vars
+            .iter()
+            .filter_map(|(&name, (shadow, _))| Some((name, shadow.recorded()?)))
+            .collect();
+        bound.sort_unstable_by_key(|&(name, _)| name);
+        bound
+    }
 }
 
 /// Last recorded state of a namespace's variables, by name id, with the

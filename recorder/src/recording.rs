@@ -21,7 +21,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use chronolog_format::{
-    CodeInfo, Event, EventBatch, EventKind, HeaderInfo, ThreadMeta, TraceWriter, WriterOptions,
+    Checkpoint, CodeInfo, Event, EventBatch, EventKind, HeaderInfo, ThreadMeta, TraceWriter,
+    WriterOptions,
 };
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::ffi;
@@ -1450,7 +1451,50 @@ impl Recording {
         self.clock.reanchor();
         let next = EventBatch::with_capacity(BATCH_EVENTS, BATCH_EVENTS / 2);
         let batch = std::mem::replace(&mut self.batch, next);
+        self.checkpoint();
         self.writer.write_batch(batch).map_err(|e| e.to_string())
+    }
+
+    /// Puts into the (new, empty) batch the state its first event starts
+    /// from: every recorded frame of every thread and every suspended
+    /// generator, with the last recorded value of each local. A reader
+    /// rebuilds any moment from the nearest checkpoint (`replay --at`).
+    fn checkpoint(&mut self) {
+        let mut checkpoint = Checkpoint::default();
+        let values = &mut self.batch.values;
+        let code_slots = &self.code_slots;
+        let mut add = |thread: u32, depth: usize, frame: &FrameState| {
+            let index = checkpoint.push_frame(
+                thread,
+                frame.frame_id,
+                depth as u32,
+                frame.code_id,
+                frame.line,
+            );
+            let slots = code_slots.get(frame.code_id as usize);
+            for (slot, shadow) in frame.locals.iter().enumerate() {
+                let name = slots.and_then(|s| s.get(slot)).map(|&(name, _)| name);
+                if let (Some(name), Some(text)) = (name, shadow.recorded()) {
+                    checkpoint.push_var(index, name, values.push(text));
+                }
+            }
+            if let Some(namespace) = &frame.namespace {
+                for (name, text) in namespace.recorded() {
+                    checkpoint.push_var(index, name, values.push(text));
+                }
+            }
+        };
+        for thread in &self.threads.states {
+            for (depth, frame) in thread.stack.iter().enumerate() {
+                add(thread.id, depth, frame);
+            }
+        }
+        let mut suspended: Vec<&FrameState> = self.suspended.values().collect();
+        suspended.sort_unstable_by_key(|frame| frame.frame_id);
+        for frame in suspended {
+            add(Checkpoint::SUSPENDED, 0, frame);
+        }
+        self.batch.checkpoint = Some(checkpoint);
     }
 }
 
