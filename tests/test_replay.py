@@ -363,3 +363,60 @@ def test_state_at_equals_a_forward_scan_across_chunks(tmp_path: Path) -> None:
     for seq in range(7, last, last // 23):
         mine = [(f["frame_id"], f["locals"]) for f in trace.state_at(seq)]
         assert mine == reference_stack(trace, seq), seq
+
+
+def named(trace: chronolog.Trace, name: str) -> list[dict[str, object]]:
+    return trace.sql(f"@{name}").to_pylist()
+
+
+def test_named_analyses_answer_as_data(recorded: Path) -> None:
+    trace = chronolog.open(recorded)
+    assert set(chronolog.queries()) >= {
+        "call_counts",
+        "slowest_calls",
+        "hot_lines",
+        "exception_paths",
+        "churning_variables",
+        "silenced_summary",
+    }
+    counts = {row["function"]: row for row in named(trace, "call_counts")}
+    assert counts["fib"]["calls"] == 15 and counts["dive"]["unwound"] == 3
+    assert counts["Box.add"]["calls"] == 1
+
+    hot = named(trace, "hot_lines")
+    assert (hot[0]["function"], hot[0]["runs"]) == ("fib", 15)
+    assert hot[0]["text"].strip() == "if n < 2:"
+
+    paths = {row["type"]: row for row in named(trace, "exception_paths")}
+    assert paths["KeyError"]["frames"] == "dive > dive > dive > main"
+    assert paths["KeyError"]["last_event"] == "handled"
+    assert paths["ZeroDivisionError"]["last_function"] == "main"
+
+    churn = {(row["function"], row["name"]): row for row in named(trace, "churning_variables")}
+    total = churn[("running_totals", "total")]
+    assert (total["changes"], total["first_value"], total["last_value"]) == (4, "0", "6")
+
+    slowest = named(trace, "slowest_calls")
+    assert slowest[0]["function"] == "<module>" and len(slowest) == 20
+    assert [r["duration_ns"] for r in slowest] == sorted(
+        (r["duration_ns"] for r in slowest), reverse=True
+    )
+
+    summary = {
+        (row["type"], row["outcome"]): row["times"] for row in named(trace, "silenced_summary")
+    }
+    assert summary == {
+        ("ValueError", "returned"): 1,
+        ("KeyError", "continued"): 1,
+        ("ZeroDivisionError", "suppressed"): 1,
+    }
+
+
+def test_named_queries_from_the_cli(recorded: Path) -> None:
+    listing = run_cli("queries")
+    assert listing.code == 0 and "@hot_lines" in listing.out
+    done = run_cli("sql", recorded, "@call_counts", "--format", "csv")
+    assert done.code == 0, done.err
+    assert done.out.startswith("function,calls,unwound,total_ns,mean_ns,max_ns")
+    unknown = run_cli("sql", recorded, "@nope")
+    assert unknown.code == 2 and "unknown named query '@nope'" in unknown.err

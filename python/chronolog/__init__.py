@@ -13,7 +13,7 @@ from importlib.metadata import PackageNotFoundError, version
 from chronolog._native import FORMAT_VERSION, QueryError, TraceError
 from chronolog._record import Recording, record, start, stop
 from chronolog._snoop import snoop
-from chronolog._trace import Trace
+from chronolog._trace import Trace, queries
 
 try:
     __version__ = version("chronolog")
@@ -28,6 +28,7 @@ __all__ = [
     "TraceError",
     "__version__",
     "open",
+    "queries",
     "record",
     "snoop",
     "start",

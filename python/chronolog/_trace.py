@@ -9,6 +9,7 @@ unknown names into one-line :class:`chronolog.QueryError`\\ s.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from importlib import resources
 from typing import Any
 
 from chronolog._native import QueryError
@@ -20,8 +21,43 @@ def quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def queries() -> dict[str, str]:
+    """The named analyses shipped with chronolog (``chronolog/queries/*.sql``),
+    by name: run one with ``trace.sql("@name")`` or ``chronolog sql TRACE @name``."""
+    folder = resources.files("chronolog") / "queries"
+    return {
+        entry.name.removesuffix(".sql"): entry.read_text(encoding="utf-8")
+        for entry in sorted(folder.iterdir(), key=lambda e: e.name)
+        if entry.name.endswith(".sql")
+    }
+
+
+def expand(query: str) -> str:
+    """``query``, or the named analysis it names (``@hot_lines``)."""
+    name = query.strip()
+    if not name.startswith("@") or " " in name:
+        return query
+    named = queries()
+    if name[1:] not in named:
+        raise QueryError(f"unknown named query '{name}' (named queries: {', '.join(named)})")
+    return named[name[1:]]
+
+
 class Trace(_NativeTrace):
     """One or more open traces (see :func:`chronolog.open`)."""
+
+    def sql(self, query: str) -> Any:
+        """Runs a read-only SQL query (or a named one, ``"@hot_lines"``); the
+        answer as a ``pyarrow.Table``."""
+        return super().sql(expand(query))
+
+    def sql_arrow(self, query: str) -> Any:
+        """Like :meth:`sql`, as an Arrow stream (PyCapsule interface)."""
+        return super().sql_arrow(expand(query))
+
+    def sql_text(self, query: str, format: str = "table") -> str:
+        """Like :meth:`sql`, rendered as ``table``, ``csv`` or ``json`` text."""
+        return super().sql_text(expand(query), format)
 
     def silenced(self, all: bool = False) -> Any:
         """Exceptions raised, handled and never re-raised, as a

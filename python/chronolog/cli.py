@@ -138,6 +138,16 @@ def cmd_sql(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_queries(args: argparse.Namespace) -> int:
+    for name, text in chronolog.queries().items():
+        first = text.splitlines()[0] if text else ""
+        summary = first.removeprefix("--").strip()
+        print(f"@{name:<22} {summary}")
+        if args.show:
+            print(text)
+    return EXIT_OK
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     trace = chronolog.open(*args.trace)
     progress = sys.stderr.isatty()
@@ -387,10 +397,10 @@ def build_parser() -> argparse.ArgumentParser:
     sql = commands.add_parser(
         "sql",
         help="ask one or more traces a SQL question (tables: events, calls, vars, ...)",
-        usage='chronolog sql TRACE... "QUERY" [--format table|csv|json] [-o FILE]',
+        usage='chronolog sql TRACE... ("QUERY" | @NAME) [--format table|csv|json] [-o FILE]',
         description="Run a read-only SQL query over the traces' tables: events, calls, vars, "
-        "exceptions, code, threads, source, meta. Several traces form one set of tables "
-        "with a `trace` column.",
+        "exceptions, silenced, code, threads, source, meta. Several traces form one set of "
+        "tables with a `trace` column. @NAME runs a named analysis (`chronolog queries`).",
     )
     sql.add_argument("args", nargs="+", metavar="TRACE... QUERY")
     sql.add_argument(
@@ -398,6 +408,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sql.add_argument("-o", "--output", metavar="FILE", help="write the answer to FILE")
     sql.set_defaults(run=cmd_sql)
+
+    named = commands.add_parser(
+        "queries",
+        help="the named analyses: run one with `chronolog sql TRACE @NAME`",
+    )
+    named.add_argument("--show", action="store_true", help="print each query's SQL")
+    named.set_defaults(run=cmd_queries)
 
     export = commands.add_parser(
         "export",
