@@ -11,8 +11,8 @@ On 3.12+ it counts sys.monitoring's events, with line events as settrace
 reports them: a backward JUMP that stays on its line (a one-line loop or
 comprehension running its line again) is a `line` too. On 3.11 it uses sys.settrace and
 the rules docs/recording.md gives for that backend: a `call` into a
-suspended generator is a resume; a `return` is an unwind while an exception
-is pending in the frame, else a yield at YIELD_VALUE, a return at
+suspended generator is a resume; a `return` without a value is an unwind
+while an exception is pending in the frame, else a yield at YIELD_VALUE, a return at
 RETURN_VALUE and an unwind anywhere else; an `exception` is a
 raise; an exception is handled when its frame runs a line after it, and
 re-raised when that frame then unwinds.
@@ -110,8 +110,11 @@ def settrace_counter(program: str, counts: collections.Counter[str]) -> Callable
             pending[frame] = [arg[1], False]
         elif event == "return":
             exception = pending.pop(frame, None)
-            if exception and not exception[1]:
-                kind = "unwind"  # e.g. thrown in at a yield: f_lasti still points at it
+            if exception and not exception[1] and arg is None:
+                # e.g. thrown in at a yield: f_lasti still points at it. (With a
+                # value, the frame returns: the exception was consumed without
+                # a line running, as the StopIteration ending an `await`.)
+                kind = "unwind"
             else:
                 kind = opcodes.get(frame.f_code.co_code[frame.f_lasti], "unwind")
             if kind == "unwind" and exception and exception[1]:
