@@ -8,6 +8,7 @@
 
 mod calls;
 mod columns;
+mod count;
 pub mod export;
 mod pass;
 mod prune;

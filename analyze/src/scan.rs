@@ -17,12 +17,14 @@ use async_trait::async_trait;
 use chronolog_format::{ColumnId, ColumnMask, EventBatch, EventKind};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::Result as DfResult;
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::TableType;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 
 use crate::columns;
 use crate::prune::ChunkFilter;
@@ -205,7 +207,7 @@ impl Rows {
     }
 }
 
-fn is_exception(kind: u8) -> bool {
+pub fn is_exception(kind: u8) -> bool {
     matches!(
         EventKind::from_code(kind),
         Some(
@@ -380,7 +382,8 @@ impl TableProvider for ChunkTable {
         }
         shares.retain(|share| !share.is_empty());
         let streams: Vec<Arc<dyn PartitionStream>> = shares
-            .into_iter()
+            .iter()
+            .cloned()
             .map(|chunks| {
                 Arc::new(ChunkStream {
                     rows: self.rows,
@@ -393,8 +396,107 @@ impl TableProvider for ChunkTable {
                 }) as Arc<dyn PartitionStream>
             })
             .collect();
-        let plan = StreamingTableExec::try_new(schema, streams, None, [], false, limit)?;
-        Ok(Arc::new(plan))
+        let inner = StreamingTableExec::try_new(schema, streams, None, [], false, limit)?;
+        Ok(Arc::new(ChunkScanExec {
+            inner: Arc::new(inner),
+            scan: ChunkScan {
+                rows: self.rows,
+                traces: self.traces.clone(),
+                shares,
+                cols,
+                filtered: !filters.is_empty(),
+                limit,
+            },
+        }))
+    }
+}
+
+/// What a chunk scan reads: enough for [`crate::count`] to answer a count
+/// from the same chunks without building rows.
+#[derive(Clone, Debug)]
+pub struct ChunkScan {
+    pub rows: Rows,
+    pub traces: Vec<Arc<TraceSource>>,
+    /// The (trace, chunk) pairs of each partition.
+    pub shares: Vec<Vec<(usize, usize)>>,
+    cols: Arc<[Col]>,
+    /// Filters were pushed down (the chunks are a superset of the answer).
+    pub filtered: bool,
+    pub limit: Option<usize>,
+}
+
+impl ChunkScan {
+    /// The format column holding the single projected column's vocabulary
+    /// code, when the scan projects exactly one such column (`kind`,
+    /// `event`, `change`).
+    pub fn vocabulary_column(&self) -> Option<ColumnId> {
+        match (self.rows, &*self.cols) {
+            (Rows::Events | Rows::Exceptions, [Col::Kind]) => Some(ColumnId::Kind),
+            (Rows::Vars, [Col::Change]) => Some(ColumnId::VarChange),
+            _ => None,
+        }
+    }
+
+    /// Whether a row of this table has kind `code` (exceptions are the
+    /// exception events only).
+    pub fn counts_kind(&self, code: u8) -> bool {
+        self.rows != Rows::Exceptions || is_exception(code)
+    }
+}
+
+/// The scan plan of a chunk table: a [`StreamingTableExec`] over one
+/// [`ChunkStream`] per partition, with what it reads kept visible to
+/// optimizer rules.
+#[derive(Debug)]
+pub struct ChunkScanExec {
+    inner: Arc<dyn ExecutionPlan>,
+    pub scan: ChunkScan,
+}
+
+impl DisplayAs for ChunkScanExec {
+    fn fmt_as(&self, t: DisplayFormatType, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ChunkScanExec: ")?;
+        self.inner.fmt_as(t, f)
+    }
+}
+
+impl ExecutionPlan for ChunkScanExec {
+    fn name(&self) -> &str {
+        "ChunkScanExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        self.inner.properties()
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        Vec::new()
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
+    ) -> DfResult<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        _children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> DfResult<SendableRecordBatchStream> {
+        self.inner.execute(partition, context)
+    }
+
+    fn fetch(&self) -> Option<usize> {
+        self.inner.fetch()
     }
 }
 

@@ -18,10 +18,12 @@ use arrow::datatypes::SchemaRef;
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
 
 use crate::AnalyzeError;
 use crate::calls;
+use crate::count::CountByVocabulary;
 use crate::pass::{Pass, PassTable};
 use crate::scan::{ChunkTable, Rows};
 use crate::silenced;
@@ -96,7 +98,12 @@ impl TraceSet {
         let config = SessionConfig::new()
             .with_target_partitions(threads)
             .with_information_schema(true);
-        let ctx = SessionContext::new_with_config(config);
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(CountByVocabulary))
+            .build();
+        let ctx = SessionContext::new_with_state(state);
         let df = |e: DataFusionError| AnalyzeError::new(describe(&e));
         for (name, rows) in [
             ("events", Rows::Events),
