@@ -90,12 +90,14 @@ fn counts_by_vocabulary_equal_counting_rows() {
         let plan = csv(&set, &format!("EXPLAIN {counted}"));
         assert!(plan.contains("CountExec"), "{plan}");
         // With a filter the scan is not every row: no rewrite.
-        let filtered = format!(
-            "SELECT {column}, count(*) FROM {table} WHERE thread_id = 1 GROUP BY {column}"
-        );
+        let filtered =
+            format!("SELECT {column}, count(*) FROM {table} WHERE thread_id = 1 GROUP BY {column}");
         assert!(!csv(&set, &format!("EXPLAIN {filtered}")).contains("CountExec"));
     }
-    let kinds = csv(&set, "SELECT kind, count(*) FROM events GROUP BY kind ORDER BY kind");
+    let kinds = csv(
+        &set,
+        "SELECT kind, count(*) FROM events GROUP BY kind ORDER BY kind",
+    );
     assert!(kinds.lines().count() > 5, "{kinds}");
 }
 

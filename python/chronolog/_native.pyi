@@ -135,6 +135,8 @@ class Recorder:
         vars: bool,
         lines: bool,
         max_repr: int,
+        unsafe_repr: bool,
+        redact: list[str],
         on_failure: Any,
         thread_info: Any,
     ) -> None: ...

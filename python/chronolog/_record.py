@@ -46,6 +46,21 @@ def _library_dirs() -> list[str]:
     return sorted(dirs)
 
 
+#: Variables whose names contain one of these (any case) are recorded as
+#: ``<redacted>``.
+SECRET_NAMES = ("password", "passwd", "secret", "token", "api_key", "apikey", "auth", "credential")
+
+
+def _redact_patterns(redact: bool | Iterable[str]) -> list[str]:
+    """The globs of redacted variable names: the secret-looking names unless
+    ``redact`` is false, plus the patterns it lists. A pattern without
+    wildcards matches names containing it."""
+    if redact is False:
+        return []
+    extra = [] if redact is True else list(redact)
+    return [p if any(c in p for c in "*?[") else f"*{p}*" for p in (*SECRET_NAMES, *extra)]
+
+
 def _own_dirs() -> list[str]:
     here = os.path.dirname(os.path.abspath(__file__))
     return sorted({here, os.path.realpath(here)})
@@ -70,6 +85,7 @@ class Recording:
         lines: bool = True,
         max_repr: int = 100,
         unsafe_repr: bool = False,
+        redact: bool | Iterable[str] = True,
         meta: Sequence[tuple[str, str]] = (),
     ) -> None:
         self.path = Path(path)
@@ -81,6 +97,7 @@ class Recording:
             "lines": lines,
             "max_repr": max_repr,
             "unsafe_repr": unsafe_repr,
+            "redact": _redact_patterns(redact),
         }
         self._meta = list(meta)
         self._recorder: _native.Recorder | None = None

@@ -317,6 +317,7 @@ def cmd_record(args: argparse.Namespace) -> int:
         lines=not args.no_lines,
         max_repr=args.max_repr,
         unsafe_repr=args.unsafe_repr,
+        redact=False if args.no_redact else args.redact,
     )
 
 
@@ -370,6 +371,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--unsafe-repr",
         action="store_true",
         help="call __repr__ of objects that are not built-in values",
+    )
+    secrets = record.add_mutually_exclusive_group()
+    secrets.add_argument(
+        "--redact",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="also record variables matching PATTERN (a glob, any case) as <redacted>",
+    )
+    secrets.add_argument(
+        "--no-redact",
+        action="store_true",
+        help="record secret-looking variables (password, token, ...) too",
     )
     record.add_argument(
         "-m",

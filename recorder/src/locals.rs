@@ -16,6 +16,9 @@ use rustc_hash::FxHashMap;
 use crate::names::Names;
 use crate::repr::{ReprOptions, repr_fixed_by_identity, short_repr};
 
+/// What a redacted variable's value is recorded as.
+pub(crate) const REDACTED: &str = "<redacted>";
+
 /// Last recorded value of one local. Unbound shadows keep their text
 /// buffer, and frames hand their shadows on to later frames (see
 /// `Recording::new_frame`): recording a call allocates nothing once warm.
@@ -97,6 +100,30 @@ impl VarSink<'_> {
                     name,
                     change: VarChange::Deleted as u8,
                     value: 0,
+                    type_name: 0,
+                });
+            }
+            return;
+        }
+        if self.names.is_redacted(name) {
+            // The value is never rendered: bound or not is all that shows.
+            if !previous.bound {
+                previous.bound = true;
+                previous.object = value as usize;
+                previous.fingerprint = None;
+                previous.repr.clear();
+                previous.repr.push_str(REDACTED);
+                let change = if self.is_start {
+                    VarChange::Start
+                } else {
+                    VarChange::New
+                };
+                let value_ref = self.batch.values.push(REDACTED);
+                self.batch.push_var(&VarRecord {
+                    event: self.index,
+                    name,
+                    change: change as u8,
+                    value: value_ref,
                     type_name: 0,
                 });
             }

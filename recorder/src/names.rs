@@ -20,9 +20,22 @@ pub(crate) struct Names {
     strings: FxHashMap<String, u32>,
     /// Type object address -> string id + 1 of its name.
     types: FxHashMap<usize, (u32, Weak)>,
+    /// Lower-case globs of variable names whose values are not recorded.
+    redact: Vec<String>,
+    /// By string id: whether a variable of that name is redacted.
+    redacted: Vec<bool>,
 }
 
 impl Names {
+    /// Names whose variables match one of `patterns` (globs, any case) are
+    /// redacted.
+    pub(crate) fn redacting(patterns: &[String]) -> Names {
+        Names {
+            redact: patterns.iter().map(|p| p.to_lowercase()).collect(),
+            ..Names::default()
+        }
+    }
+
     /// The string id of `text`, defining it in the trace the first time.
     pub(crate) fn string(&mut self, writer: &mut TraceWriter, text: &str) -> u32 {
         if let Some(&id) = self.strings.get(text) {
@@ -30,7 +43,22 @@ impl Names {
         }
         let id = writer.define_string(text);
         self.strings.insert(text.to_string(), id);
+        if !self.redact.is_empty() {
+            let lower = text.to_lowercase();
+            let secret = self.redact.iter().any(|p| crate::scope::glob(p, &lower));
+            let index = id as usize;
+            if self.redacted.len() <= index {
+                self.redacted.resize(index + 1, false);
+            }
+            self.redacted[index] = secret;
+        }
         id
+    }
+
+    /// Whether the values of variables named by string `id` are redacted.
+    #[inline]
+    pub(crate) fn is_redacted(&self, id: u32) -> bool {
+        self.redacted.get(id as usize).copied().unwrap_or(false)
     }
 
     /// String id + 1 of the name of `value`'s type.

@@ -291,7 +291,7 @@ impl Recorder {
     /// (key, value) facts; `on_failure(message)` is called once if
     /// recording has to stop. Nothing is recorded before [`Recorder::install`].
     #[new]
-    #[pyo3(signature = (path, header, *, include, exclude, stdlib, library_dirs, own_dirs, vars, lines, max_repr, unsafe_repr, on_failure, thread_info))]
+    #[pyo3(signature = (path, header, *, include, exclude, stdlib, library_dirs, own_dirs, vars, lines, max_repr, unsafe_repr, redact, on_failure, thread_info))]
     #[allow(
         clippy::too_many_arguments,
         reason = "mirrors the keyword arguments of the Python API"
@@ -309,6 +309,7 @@ impl Recorder {
         lines: bool,
         max_repr: usize,
         unsafe_repr: bool,
+        redact: Vec<String>,
         on_failure: Py<PyAny>,
         thread_info: Py<PyAny>,
     ) -> PyResult<Recorder> {
@@ -352,7 +353,7 @@ impl Recorder {
             seq: 0,
             next_frame: 1,
             next_exception: 1,
-            names: Names::default(),
+            names: Names::redacting(&redact),
             codes: FxHashMap::default(),
             out_of_scope_codes: 0,
             code_slots: Vec::new(),
