@@ -33,6 +33,7 @@ mod block;
 mod chunk;
 pub mod dump;
 mod encoding;
+pub mod entry;
 mod error;
 mod event;
 mod footer;

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import runpy
+import signal
 import sys
 import traceback
 from dataclasses import dataclass, field
@@ -67,6 +68,7 @@ def run(target: Target, output: str, **options: Any) -> int:
         first_user_file = None
     recording = Recording(output, **options)
     status = 0
+    interrupted = False
     recording.start()
     try:
         if target.script is not None:
@@ -75,9 +77,10 @@ def run(target: Target, output: str, **options: Any) -> int:
             runpy.run_module(target.module or "", run_name="__main__", alter_sys=True)
     except SystemExit as exit:
         status = _exit_code(exit)
-    except KeyboardInterrupt:
-        status = 130
-        traceback.print_exc()
+    except KeyboardInterrupt as error:
+        status, interrupted = 130, True
+        recording.add_meta("uncaught_exception", "KeyboardInterrupt")
+        _print_user_traceback(error, first_user_file)
     except BaseException as error:  # the program's own uncaught exception
         status = 1
         recording.add_meta("uncaught_exception", f"{type(error).__name__}: {error}")
@@ -87,4 +90,10 @@ def run(target: Target, output: str, **options: Any) -> int:
         recording.stop()
     # Nothing is printed here: the program's stdout and stderr stay its own.
     sys.stdout.flush()
+    sys.stderr.flush()
+    if interrupted and hasattr(signal, "SIGINT"):
+        # As CPython does: an uncaught KeyboardInterrupt ends the process by
+        # SIGINT (the trace is complete by now).
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
     return status

@@ -1,0 +1,6 @@
+//! Fuzz target: `chronolog_format::entry::chunk` on arbitrary bytes.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _ = chronolog_format::entry::chunk(data);
+});

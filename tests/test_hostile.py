@@ -1,0 +1,141 @@
+"""Hostile programs under recording (the fixture programs hostile_values,
+many_threads and signals are also run by test_record.py): the recursion
+limit, os._exit from a thread, an uncaught KeyboardInterrupt, and a trace
+whose directory vanishes. Output and exit status stay what they are
+without recording."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import chronolog
+from conftest import Run, run_cli
+
+
+def both(
+    tmp_path: Path, source: str, *record_options: str, setup: Callable[[], None] = lambda: None
+) -> tuple[subprocess.CompletedProcess[str], Run]:
+    """The program run plainly, then recorded (`setup` runs before each)."""
+    program = tmp_path / "hostile.py"
+    program.write_text(source)
+    setup()
+    plain = subprocess.run(
+        [sys.executable, str(program)], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    setup()
+    recorded = run_cli("record", *record_options, program, cwd=tmp_path)
+    return plain, recorded
+
+
+def test_hitting_the_recursion_limit(tmp_path: Path) -> None:
+    plain, recorded = both(
+        tmp_path,
+        """
+import sys
+
+def deep(n):
+    return deep(n + 1)
+
+try:
+    deep(0)
+except RecursionError as error:
+    print("caught", type(error).__name__)
+sys.setrecursionlimit(200)
+try:
+    deep(0)
+except RecursionError:
+    print("caught again")
+""",
+        "-o",
+        str(tmp_path / "t.clog"),
+    )
+    assert (recorded.code, recorded.out, recorded.err) == (
+        plain.returncode,
+        plain.stdout,
+        plain.stderr,
+    )
+    trace = chronolog.open(tmp_path / "t.clog")
+    assert trace.check()["clean"]
+    depth = trace.sql("SELECT max(depth) FROM events WHERE function = 'deep'").column(0)[0].as_py()
+    assert depth > 150
+
+
+def test_os_exit_from_a_thread_keeps_status_and_a_readable_trace(tmp_path: Path) -> None:
+    plain, recorded = both(
+        tmp_path,
+        """
+import os, sys, threading
+
+def square(i):
+    return i * i
+
+def work():
+    # Long enough for the recorder to hand batches to its writer (a process
+    # that dies keeps what was written up to the last ~100 ms).
+    total = 0
+    for i in range(300_000):
+        total += square(i % 1000)
+    print("total", total, flush=True)
+    os._exit(7)
+
+threading.Thread(target=work).start()
+threading.Event().wait(30)
+print("never")
+""",
+        "-o",
+        str(tmp_path / "t.clog"),
+    )
+    assert (
+        (recorded.code, recorded.out)
+        == (plain.returncode, plain.stdout)
+        == (7, "total 99850050000\n")
+    )
+    report = chronolog.open(tmp_path / "t.clog").check()
+    assert report["events"] > 0
+
+
+def test_an_uncaught_keyboard_interrupt(tmp_path: Path) -> None:
+    plain, recorded = both(
+        tmp_path,
+        """
+def handle():
+    raise KeyboardInterrupt
+
+print("before", flush=True)
+handle()
+""",
+        "-o",
+        str(tmp_path / "t.clog"),
+    )
+    assert (recorded.code, recorded.out) == (plain.returncode, plain.stdout) == (-2, "before\n")
+    assert recorded.err == plain.stderr
+    assert chronolog.open(tmp_path / "t.clog").check()["events"] > 0
+
+
+def test_a_vanishing_trace_directory(tmp_path: Path) -> None:
+    out = tmp_path / "gone"
+    plain, recorded = both(
+        tmp_path,
+        f"""
+import shutil
+
+def f(i):
+    return i + 1
+
+total = 0
+for i in range(50_000):
+    total += f(i)
+shutil.rmtree({str(out)!r})
+for i in range(50_000):
+    total += f(i)
+print(total)
+""",
+        "-o",
+        str(out / "t.clog"),
+        setup=lambda: out.mkdir(exist_ok=True),
+    )
+    assert (recorded.code, recorded.out) == (plain.returncode, plain.stdout)
+    assert recorded.err.count("chronolog:") <= 1, recorded.err
