@@ -428,3 +428,53 @@ def test_in_place_changes_are_recorded_exactly_when_the_cut_repr_changes(
             last = printed
     assert len(expected) > 30
     assert recorded[1:] == expected
+
+
+BYTEARRAY_PROGRAM = """
+import random
+from chronolog._native import safe_repr
+
+random.seed({seed})
+
+
+def work():
+    for size in (6, 60, 600, 20_000):
+        tracked = bytearray(random.choice(b"ab'\\"\\x00") for _ in range(size))
+        print(safe_repr(tracked, 100))
+        for _ in range(40):
+            where = random.choice([0, 1, size // 2, size - 2, size - 1, random.randrange(size)])
+            tracked[where] = random.choice(b"xy'\\"\\x7f")
+            print(safe_repr(tracked, 100))
+
+
+work()
+"""
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_bytearrays_changed_in_place_are_recorded_when_their_cut_repr_changes(
+    seed: int, tmp_path: Path
+) -> None:
+    program = write_program(tmp_path, BYTEARRAY_PROGRAM.format(seed=seed))
+    done = run_cli("record", "-o", tmp_path / "t.clog", program, cwd=tmp_path)
+    assert done.code == 0, done.err
+    recorded = (
+        chronolog.open(tmp_path / "t.clog")
+        .sql("SELECT repr FROM vars WHERE name = 'tracked' ORDER BY seq")
+        .column(0)
+        .to_pylist()
+    )
+    # A change each time the cut repr (printed after every step) differs.
+    expected: list[str] = []
+    for printed in done.out.splitlines():
+        if not expected or printed != expected[-1]:
+            expected.append(printed)
+    assert len(expected) > 100
+    assert recorded == expected
+
+
+def test_bytearray_reprs_are_pythons() -> None:
+    from chronolog._native import safe_repr
+
+    for value in (bytearray(b"ab'c"), bytearray(b"a\"b'"), bytearray(range(256)), bytearray(8000)):
+        assert safe_repr(value, 1_000_000) == repr(value)

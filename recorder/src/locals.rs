@@ -413,6 +413,31 @@ unsafe fn fingerprint_into(value: *mut ffi::PyObject, walk: &mut Walk, depth: us
             ffi::Py_DecRef(iter);
             ffi::PyErr_Clear();
             coverage
+        } else if t == &raw mut ffi::PyByteArray_Type {
+            // `bytearray(b'...')`: each byte shows as 1 to 4 characters, so
+            // the repr's visible part depends on at most `budget` bytes from
+            // the walked end, plus the quote character.
+            let bytes = crate::repr::byte_contents(value, true);
+            mix(&mut walk.hash, bytes.len() as u64);
+            mix(&mut walk.hash, u64::from(crate::repr::bytes_quote(bytes)));
+            walk.use_chars(14); // `bytearray(b'` and `')`
+            let seen = walk.budget.min(bytes.len());
+            let window = if walk.backwards {
+                &bytes[bytes.len() - seen..]
+            } else {
+                &bytes[..seen]
+            };
+            for chunk in window.chunks(8) {
+                let mut word = [0u8; 8];
+                word[..chunk.len()].copy_from_slice(chunk);
+                mix(&mut walk.hash, u64::from_le_bytes(word));
+            }
+            walk.use_chars(seen);
+            if seen == bytes.len() {
+                Coverage::Whole
+            } else {
+                Coverage::Prefix
+            }
         } else if repr_fixed_by_identity(value, walk.user_code) {
             walk.use_chars(plain_scalar_width(value).unwrap_or(1));
             Coverage::Whole

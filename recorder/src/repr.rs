@@ -598,8 +598,11 @@ fn escape_char(ch: char, quote: char, out: &mut String) {
 }
 
 /// Appends byte `b` as it appears inside a bytes repr quoted with `quote`.
-fn escape_byte(b: u8, quote: char, out: &mut String) {
+/// `bytearray` reprs escape `'` whatever the quote character (a CPython
+/// quirk: `bytearray(b"ab\'c")`).
+fn escape_byte(b: u8, quote: char, bytearray: bool, out: &mut String) {
     match b {
+        b'\'' if bytearray => out.push_str("\\'"),
         b'\\' => out.push_str("\\\\"),
         b'\t' => out.push_str("\\t"),
         b'\n' => out.push_str("\\n"),
@@ -655,7 +658,7 @@ impl StrView {
 ///
 /// # Safety
 /// GIL held, `obj` an exact bytes or bytearray, not resized while in use.
-unsafe fn byte_contents<'a>(obj: *mut ffi::PyObject, bytearray: bool) -> &'a [u8] {
+pub(crate) unsafe fn byte_contents<'a>(obj: *mut ffi::PyObject, bytearray: bool) -> &'a [u8] {
     // SAFETY: forwarded.
     unsafe {
         let (data, len) = if bytearray {
@@ -671,12 +674,28 @@ unsafe fn byte_contents<'a>(obj: *mut ffi::PyObject, bytearray: bool) -> &'a [u8
     }
 }
 
-fn bytes_quote(bytes: &[u8]) -> char {
-    quote_for(
-        memchr::memchr(b'\'', bytes).is_some(),
-        memchr::memchr(b'"', bytes).is_some(),
-    )
+/// The quote character of a bytes repr: `'`, or `"` when the bytes hold a
+/// `'` and no `"`.
+///
+/// Python looks at every byte; past [`QUOTE_SCAN`] bytes only the first and
+/// last `QUOTE_SCAN / 2` are looked at, so a huge buffer costs the same at
+/// every event (its repr is cut to its head and tail anyway). The two differ
+/// only when a quote character sits nowhere but in the hidden middle.
+pub(crate) fn bytes_quote(bytes: &[u8]) -> char {
+    let has = |byte: u8| {
+        if bytes.len() <= QUOTE_SCAN {
+            memchr::memchr(byte, bytes).is_some()
+        } else {
+            let half = QUOTE_SCAN / 2;
+            memchr::memchr(byte, &bytes[..half]).is_some()
+                || memchr::memchr(byte, &bytes[bytes.len() - half..]).is_some()
+        }
+    };
+    quote_for(has(b'\''), has(b'"'))
 }
+
+/// Bytes of a bytes or bytearray value searched for quote characters.
+const QUOTE_SCAN: usize = 8192;
 
 /// Renders the beginning of a repr, up to `limit` characters.
 struct Head {
@@ -782,7 +801,7 @@ impl Head {
                             return;
                         }
                         piece.clear();
-                        escape_byte(b, quote, &mut piece);
+                        escape_byte(b, quote, bytearray, &mut piece);
                         self.put(&piece);
                     }
                     piece.clear();
@@ -1236,7 +1255,7 @@ impl Tail {
                     let mut i = bytes.len();
                     while i > 0 && !self.done() {
                         i -= 1;
-                        escape_byte(bytes[i], quote, &mut self.piece);
+                        escape_byte(bytes[i], quote, bytearray, &mut self.piece);
                         self.put_piece();
                     }
                     if i == 0 {
