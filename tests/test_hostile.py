@@ -139,3 +139,48 @@ print(total)
     )
     assert (recorded.code, recorded.out) == (plain.returncode, plain.stdout)
     assert recorded.err.count("chronolog:") <= 1, recorded.err
+
+
+def test_analysis_writes_nothing_and_runs_nothing_from_the_trace(tmp_path: Path) -> None:
+    """sql, silenced, history, replay and debug read the trace: no file
+    appears or changes, and the recorded program is not run again (its
+    source would write a marker file if it were)."""
+    program = tmp_path / "marker.py"
+    marker = tmp_path / "ran.txt"
+    program.write_text(
+        f"""
+def note(text):
+    with open({str(marker)!r}, "a") as out:
+        out.write(text)
+
+note("once")
+"""
+    )
+    trace = tmp_path / "t.clog"
+    assert run_cli("record", "-o", trace, program).code == 0
+    marker.unlink()
+    work = tmp_path / "work"
+    work.mkdir()
+    before = trace.read_bytes()
+    for args in [
+        ("sql", trace, "SELECT count(*) FROM events"),
+        ("silenced", trace, "--all"),
+        ("history", trace, "text"),
+        ("replay", trace, "--format", "plain"),
+        ("replay", trace, "--at", "3"),
+        ("info", trace),
+        ("check", trace),
+    ]:
+        done = run_cli(*args, cwd=work)
+        assert done.code == 0, (args, done.err)
+    debug = subprocess.run(
+        [sys.executable, "-m", "chronolog", "debug", str(trace)],
+        input="s\\ns\\nrs\\nwhere\\nq\\n",
+        capture_output=True,
+        text=True,
+        cwd=work,
+        timeout=60,
+    )
+    assert debug.returncode == 0, debug.stderr
+    assert list(work.iterdir()) == [] and not marker.exists()
+    assert trace.read_bytes() == before
