@@ -105,6 +105,7 @@ impl TraceWriter {
             max_chunk_events: options
                 .max_chunk_events
                 .clamp(1, crate::chunk::MAX_CHUNK_ROWS),
+            pool: None,
         };
         worker.write_all(&prelude(crate::FORMAT_MINOR))?;
         worker.write_block(BlockKind::Header, &header.encode(crate::FORMAT_MINOR))?;
@@ -263,6 +264,10 @@ struct Worker {
     offset: u64,
     footer: Footer,
     max_chunk_events: usize,
+    /// The writer's own encoding threads, made at the first round. Not
+    /// rayon's global pool: a process forked after that pool started has
+    /// its bookkeeping but none of its threads, and would wait forever.
+    pool: Option<rayon::ThreadPool>,
 }
 
 enum Encoded {
@@ -317,17 +322,28 @@ impl Worker {
                 Job::Sync(_) | Job::Finish(_) => {}
             }
         }
-        let encoded: Vec<Encoded> = tasks
-            .into_par_iter()
-            .filter_map(|(job, range)| match job {
-                Job::Metadata(pending) => Some(Encoded::Metadata(pending.encode())),
-                Job::Batch(batch) => {
-                    let (body, stats) = encode_chunk(batch, range);
-                    Some(Encoded::Chunk(body, stats))
-                }
-                Job::Sync(_) | Job::Finish(_) => None,
-            })
-            .collect();
+        let encode = |(job, range): (&Job, Range<usize>)| match job {
+            Job::Metadata(pending) => Some(Encoded::Metadata(pending.encode())),
+            Job::Batch(batch) => {
+                let (body, stats) = encode_chunk(batch, range);
+                Some(Encoded::Chunk(body, stats))
+            }
+            Job::Sync(_) | Job::Finish(_) => None,
+        };
+        if self.pool.is_none() && tasks.len() > 1 {
+            let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
+            self.pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .thread_name(|i| format!("chronolog-encode-{i}"))
+                .build()
+                .ok();
+        }
+        let encoded: Vec<Encoded> = match &self.pool {
+            Some(pool) if tasks.len() > 1 => {
+                pool.install(|| tasks.into_par_iter().filter_map(encode).collect())
+            }
+            _ => tasks.into_iter().filter_map(encode).collect(),
+        };
         for block in encoded {
             match block {
                 Encoded::Metadata(body) => {

@@ -9,6 +9,7 @@ handling.
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import platform
 import socket
@@ -19,7 +20,7 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, NoReturn
 
 from chronolog import _native
 
@@ -44,6 +45,19 @@ def _library_dirs() -> list[str]:
     except (AttributeError, ImportError):  # some embedded interpreters lack them
         pass
     return sorted(dirs)
+
+
+#: Set while a recording with ``subprocess=True`` runs: Python child
+#: processes (``subprocess``, ``multiprocessing`` spawn and forkserver) read
+#: it at start-up (chronolog-autorecord.pth) and record into
+#: ``<stem>.<pid>.clog`` with the parent's options.
+SUBPROCESS_VARIABLE = "CHRONOLOG_SUBPROCESS"
+
+
+def _stem(path: str | os.PathLike[str]) -> str:
+    """A trace path without its ``.clog``."""
+    text = os.fspath(path)
+    return text[: -len(".clog")] if text.endswith(".clog") else text
 
 
 #: Variables whose names contain one of these (any case) are recorded as
@@ -86,6 +100,7 @@ class Recording:
         max_repr: int = 100,
         unsafe_repr: bool = False,
         redact: bool | Iterable[str] = True,
+        subprocess: bool = False,
         meta: Sequence[tuple[str, str]] = (),
     ) -> None:
         self.path = Path(path)
@@ -100,8 +115,23 @@ class Recording:
             "redact": _redact_patterns(redact),
         }
         self._meta = list(meta)
+        self._subprocess = subprocess
         self._recorder: _native.Recorder | None = None
         self.summary: dict[str, Any] | None = None
+
+    @classmethod
+    def with_options(
+        cls,
+        path: str | os.PathLike[str],
+        options: dict[str, Any],
+        meta: Sequence[tuple[str, str]],
+        subprocess: bool,
+    ) -> Recording:
+        """A recording with the (already resolved) options of another: a
+        forked or spawned child's."""
+        recording = cls(path, meta=meta, subprocess=subprocess)
+        recording._options = dict(options)
+        return recording
 
     @staticmethod
     def _pattern(pattern: str) -> str:
@@ -150,6 +180,15 @@ class Recording:
                 return self
             self._recorder = recorder
             _active = self
+            os._exit = _exit_completing_the_trace
+            if self._subprocess:
+                os.environ[SUBPROCESS_VARIABLE] = json.dumps(
+                    {
+                        "stem": _stem(self.path.absolute()),
+                        "options": self._options,
+                        "parent": os.getpid(),
+                    }
+                )
         return self
 
     def _failed(self, message: str) -> None:
@@ -171,6 +210,10 @@ class Recording:
             self._recorder = None
             if _active is self:
                 _active = None
+                if os._exit is _exit_completing_the_trace:
+                    os._exit = _real_exit
+            if self._subprocess:
+                os.environ.pop(SUBPROCESS_VARIABLE, None)
         return self.summary
 
     def _fork_child(self) -> None:
@@ -182,11 +225,10 @@ class Recording:
             self._recorder.abandon()
             self._recorder = None
         _active = None
-        stem = str(self.path)
-        if stem.endswith(".clog"):
-            stem = stem[: -len(".clog")]
         meta = [*self._meta, ("parent_pid", str(os.getppid()))]
-        child = Recording(f"{stem}.{os.getpid()}.clog", **self._options, meta=meta)
+        child = Recording.with_options(
+            f"{_stem(self.path)}.{os.getpid()}.clog", self._options, meta, self._subprocess
+        )
         try:
             child.start()
         except Exception as error:  # the child runs on unrecorded
@@ -214,6 +256,20 @@ def _stop_at_exit() -> None:
     active = _active
     if active is not None:
         active.stop()
+
+
+_real_exit = os._exit
+
+
+def _exit_completing_the_trace(status: int) -> NoReturn:
+    """``os._exit`` while recording: completes the trace first (exit handlers
+    do not run on ``os._exit``; multiprocessing's workers and forked children
+    leave through it), then exits as asked. Installed only while a
+    recording runs, the way coverage.py's ``patch = _exit`` does."""
+    try:
+        stop()
+    finally:
+        _real_exit(status)
 
 
 if hasattr(os, "register_at_fork"):

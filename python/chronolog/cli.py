@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import glob
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -122,11 +123,27 @@ def _warn_damage(trace: chronolog.Trace) -> None:
         print(f"chronolog: warning: {line}", file=sys.stderr)
 
 
+def _expand(traces: Sequence[str]) -> list[str]:
+    """Trace arguments with directories (their *.clog) and globs expanded."""
+    expanded: list[str] = []
+    for given in traces:
+        if os.path.isdir(given):
+            found = sorted(glob.glob(os.path.join(glob.escape(given), "*.clog")))
+        elif any(c in given for c in "*?["):
+            found = sorted(glob.glob(given))
+        else:
+            found = [given]
+        if not found:
+            raise _UsageError(f"{given}: no trace there")
+        expanded.extend(found)
+    return expanded
+
+
 def cmd_sql(args: argparse.Namespace) -> int:
     *traces, query = args.args
     if not traces:
         raise _UsageError('sql: give at least one TRACE, then the "QUERY"')
-    trace = chronolog.open(*traces)
+    trace = chronolog.open(*_expand(traces))
     text = trace.sql_text(query, args.format)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as out:
@@ -149,7 +166,7 @@ def cmd_queries(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    trace = chronolog.open(*args.trace)
+    trace = chronolog.open(*_expand(args.trace))
     progress = sys.stderr.isatty()
     if args.parquet:
         trace.export_parquet(args.parquet, progress=progress)
@@ -318,6 +335,7 @@ def cmd_record(args: argparse.Namespace) -> int:
         max_repr=args.max_repr,
         unsafe_repr=args.unsafe_repr,
         redact=False if args.no_redact else args.redact,
+        subprocess=args.subprocess,
     )
 
 
@@ -371,6 +389,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--unsafe-repr",
         action="store_true",
         help="call __repr__ of objects that are not built-in values",
+    )
+    record.add_argument(
+        "--subprocess",
+        action="store_true",
+        help="also record Python child processes (subprocess, multiprocessing) into OUT.<pid>.clog",
     )
     secrets = record.add_mutually_exclusive_group()
     secrets.add_argument(
