@@ -3,6 +3,10 @@
 A trace (``.clog``) holds calls, lines, returns, exceptions and variable
 changes of a recorded run. Open one with :func:`open` and ask it questions;
 on the command line, ``chronolog --help`` lists the commands.
+
+PYTEST_DONT_REWRITE: chronolog ships a pytest plugin (``pytest --chronolog``),
+so pytest would rewrite the asserts of its modules, and warn when chronolog
+was imported first (``chronolog record -m pytest``); they need no rewriting.
 """
 
 from __future__ import annotations
