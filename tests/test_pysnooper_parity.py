@@ -4,8 +4,8 @@ PySnooper (installed in the test environment) traces a fixture program with
 `sys.settrace`; chronolog records the same program in another process. The
 `Starting var` / `New var` / `Modified var` lines of the program's own frames
 must equal chronolog's `start` / `new` / `modified` changes, in order, with
-addresses masked. `__builtins__` is left out: its last entry has a custom
-`__repr__` that the safe repr does not call (docs/recording.md).
+addresses masked. `__builtins__` is left out: chronolog does not record it
+(docs/recording.md).
 """
 
 from __future__ import annotations

@@ -208,11 +208,13 @@ pub(crate) unsafe fn diff_namespace(
             if ffi::PyUnicode_Check(key) == 0 {
                 continue;
             }
-            let name =
-                match Bound::from_borrowed_ptr(py, key).extract::<std::borrow::Cow<'_, str>>() {
-                    Ok(text) => sink.intern(&text),
-                    Err(_) => continue,
-                };
+            // `__builtins__` is Python's, not the program's: the builtins
+            // dict of a module run by runpy would otherwise be fingerprinted
+            // whole (160 entries) at every line of the module.
+            let Some(text) = crate::repr::str_contents(key).filter(|t| *t != "__builtins__") else {
+                continue;
+            };
+            let name = sink.intern(text);
             let entry = shadows
                 .vars
                 .entry(name)

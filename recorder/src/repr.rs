@@ -236,7 +236,7 @@ unsafe fn c_repr(obj: *mut ffi::PyObject) -> Option<String> {
 ///
 /// # Safety
 /// GIL held, `text` a valid `str` that outlives the result.
-unsafe fn str_contents<'a>(text: *mut ffi::PyObject) -> Option<&'a str> {
+pub(crate) unsafe fn str_contents<'a>(text: *mut ffi::PyObject) -> Option<&'a str> {
     // SAFETY: CPython keeps the UTF-8 buffer alive as long as the string.
     unsafe {
         let mut size: ffi::Py_ssize_t = 0;
