@@ -420,3 +420,50 @@ def test_named_queries_from_the_cli(recorded: Path) -> None:
     assert done.out.startswith("function,calls,unwound,total_ns,mean_ns,max_ns")
     unknown = run_cli("sql", recorded, "@nope")
     assert unknown.code == 2 and "unknown named query '@nope'" in unknown.err
+
+
+MANY_GENERATORS = """
+def counter(start):
+    value = start
+    while True:
+        value += 1
+        yield value
+
+
+def spin(n):
+    total = 0
+    for i in range(n):
+        total += i
+    return total
+
+
+open_ones = [counter(i) for i in range(3000)]
+for gen in open_ones:
+    next(gen)
+spin(40_000)
+print(next(open_ones[0]), next(open_ones[-1]))
+"""
+
+
+def test_checkpoints_bound_the_suspended_generators_they_describe(tmp_path: Path) -> None:
+    program = tmp_path / "many.py"
+    program.write_text(MANY_GENERATORS)
+    path = tmp_path / "many.clog"
+    done = run_cli("record", "-o", path, program)
+    assert done.code == 0 and done.out == "2 3001\n", done.err
+    trace = chronolog.open(path)
+    dump = "".join(trace.dump())
+    per_chunk = [part.count("checkpoint suspended") for part in dump.split("\nchunk ")]
+    assert max(per_chunk) == 1024
+    # The first generator is resumed from outside every checkpoint: its
+    # stack is still rebuilt, its earlier locals are marked unknown.
+    resume = (
+        trace.sql(
+            "SELECT min(seq) FROM events WHERE function = 'counter' AND kind = 'resume' "
+            "AND seq > (SELECT max(seq) FROM events WHERE function = 'spin')"
+        )
+        .column(0)[0]
+        .as_py()
+    )
+    frames = trace.state_at(resume)
+    assert [f["function"] for f in frames] == ["<module>", "counter"]

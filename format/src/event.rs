@@ -208,7 +208,7 @@ impl Values {
 }
 
 /// The recorder's state before a batch's first event: every frame on a
-/// thread's stack (and every suspended generator) with its locals' last
+/// thread's stack (and suspended generators) with its locals' last
 /// recorded values. A reader rebuilds any moment from the nearest
 /// checkpoint forward instead of from the start of the trace.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

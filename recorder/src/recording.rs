@@ -41,6 +41,8 @@ use crate::weak::Weak;
 
 /// Events per batch handed to the writer.
 const BATCH_EVENTS: usize = 1 << 16;
+/// Suspended generators a checkpoint describes at most.
+const MAX_CHECKPOINT_SUSPENDED: usize = 1024;
 /// Finished frames' shadow vectors kept for reuse at most.
 const MAX_SPARE_LOCALS: usize = 256;
 /// Out-of-scope code objects remembered at most (see `register_code`).
@@ -1490,8 +1492,14 @@ impl Recording {
                 add(thread.id, depth, frame);
             }
         }
+        // The most recently started generators only: a program holding
+        // millions of them open must not write them all every 100 ms (a
+        // reader replays a resume it has no checkpoint for as a frame whose
+        // earlier locals are unknown).
         let mut suspended: Vec<&FrameState> = self.suspended.values().collect();
-        suspended.sort_unstable_by_key(|frame| frame.frame_id);
+        suspended.sort_unstable_by_key(|frame| std::cmp::Reverse(frame.frame_id));
+        suspended.truncate(MAX_CHECKPOINT_SUSPENDED);
+        suspended.reverse();
         for frame in suspended {
             add(Checkpoint::SUSPENDED, 0, frame);
         }
