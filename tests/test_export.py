@@ -171,3 +171,24 @@ def test_progress_shows_on_a_terminal_only(recorded: Path, tmp_path: Path) -> No
     # Not a terminal: no progress line, only the closing message.
     piped = run_cli("export", recorded, "--parquet", tmp_path / "again")
     assert "rows" not in piped.err and "exported" in piped.err
+
+
+def test_duckdb_queries_trace_answers_without_a_file(recorded: Path) -> None:
+    """DuckDB reads a `Trace.table()` answer (a pyarrow Table) and a
+    `Trace.sql_arrow()` stream (the Arrow PyCapsule interface) in place."""
+    trace = chronolog.open(recorded)
+    calls = trace.table("calls")
+    deepest = duckdb.sql(
+        "SELECT function, max(depth) AS d FROM calls GROUP BY function ORDER BY function"
+    ).fetchall()
+    expected = trace.sql(
+        "SELECT function, max(depth) AS d FROM calls GROUP BY function ORDER BY function"
+    ).to_pylist()
+    assert deepest == [(row["function"], row["d"]) for row in expected]
+    assert calls.num_rows > 0
+    stream = trace.sql_arrow("SELECT kind, count(*) AS n FROM events GROUP BY kind")
+    counted = dict(duckdb.from_arrow(stream).fetchall())
+    assert counted == {
+        row["kind"]: row["n"]
+        for row in trace.sql("SELECT kind, count(*) AS n FROM events GROUP BY kind").to_pylist()
+    }

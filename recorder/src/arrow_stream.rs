@@ -2,26 +2,22 @@
 //! (`__arrow_c_stream__`): pyarrow, Polars and DuckDB import the batches
 //! without copying them and without this module knowing any of them.
 
-use std::sync::Mutex;
-
 use arrow::array::{RecordBatch, RecordBatchIterator};
 use arrow::ffi_stream::FFI_ArrowArrayStream;
 use chronolog_analyze::QueryResult;
-use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::PyCapsule;
 
-/// A query answer not yet imported. It can be imported once.
+/// A query answer to import. Each import gets its own stream over the same
+/// buffers (DuckDB imports twice: once for the schema, once for the rows).
 #[pyclass(module = "chronolog._native", frozen)]
 pub(crate) struct ArrowStream {
-    result: Mutex<Option<QueryResult>>,
+    result: QueryResult,
 }
 
 impl ArrowStream {
     pub(crate) fn new(result: QueryResult) -> ArrowStream {
-        ArrowStream {
-            result: Mutex::new(Some(result)),
-        }
+        ArrowStream { result }
     }
 }
 
@@ -36,14 +32,14 @@ impl ArrowStream {
         requested_schema: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyCapsule>> {
         let _ = requested_schema;
-        let taken = self.result.lock().ok().and_then(|mut r| r.take());
-        let Some(result) = taken else {
-            return Err(PyRuntimeError::new_err(
-                "this query answer was already imported",
-            ));
-        };
-        let batches = result.batches.into_iter().map(Ok::<RecordBatch, _>);
-        let reader = RecordBatchIterator::new(batches, result.schema);
+        // Cloning a batch shares its arrays' buffers.
+        let batches = self
+            .result
+            .batches
+            .clone()
+            .into_iter()
+            .map(Ok::<RecordBatch, _>);
+        let reader = RecordBatchIterator::new(batches, self.result.schema.clone());
         let stream = FFI_ArrowArrayStream::new(Box::new(reader));
         // The importer moves the stream out (clearing its release callback);
         // if nobody does, dropping the capsule releases it.
