@@ -61,7 +61,6 @@ pub struct Step {
 pub struct Local {
     pub name: String,
     pub repr: String,
-    pub type_name: Option<String>,
 }
 
 /// One frame of a thread's stack at a moment.
@@ -112,17 +111,16 @@ impl Filter {
 
     /// False when the chunk's statistics rule out every match.
     fn may_match(&self, stats: &chronolog_format::ChunkStats) -> bool {
-        let codes_wanted: Vec<u32> = if self.lines.is_empty() {
-            self.codes.clone()
+        let present = |code: &u32| stats.codes.binary_search(code).is_ok();
+        let codes_ok = if self.lines.is_empty() {
+            self.codes.is_empty() || self.codes.iter().any(present)
         } else {
-            self.lines.iter().map(|&(code, _)| code).collect()
+            self.lines.iter().any(|(code, _)| present(code))
         };
-        self.thread
-            .is_none_or(|t| stats.threads.binary_search(&t).is_ok())
-            && (codes_wanted.is_empty()
-                || codes_wanted
-                    .iter()
-                    .any(|c| stats.codes.binary_search(c).is_ok()))
+        codes_ok
+            && self
+                .thread
+                .is_none_or(|t| stats.threads.binary_search(&t).is_ok())
     }
 }
 
@@ -506,7 +504,6 @@ impl Forward {
                     .map(|(name, repr)| Local {
                         name: tables.string(name).unwrap_or("?").to_string(),
                         repr,
-                        type_name: None,
                     })
                     .collect();
                 state
@@ -621,9 +618,6 @@ impl StackWalk {
                     Some(_) => Some(Local {
                         name: name.clone(),
                         repr: chunk.values.get(chunk.var_value[v]).unwrap_or("").into(),
-                        type_name: tables
-                            .optional_string(chunk.var_type[v])
-                            .map(str::to_string),
                     }),
                 };
                 let entry = found.seen.entry(name).or_insert((value, chunk.seq[i]));
