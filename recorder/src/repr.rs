@@ -58,13 +58,18 @@ pub(crate) unsafe fn short_repr(obj: *mut ffi::PyObject, options: ReprOptions, o
     // The head is rendered straight after what `out` holds (no buffer of
     // its own to allocate and copy).
     let start = out.len();
+    let mut buffers = BUFFERS.take();
     let mut head = Head::new(limit, options.user_code);
     head.text = std::mem::take(out);
+    head.stack = std::mem::take(&mut buffers.stack);
+    head.stack.clear();
     // SAFETY: forwarded from the caller.
     unsafe { head.render(obj) };
     let chars = head.chars;
     *out = std::mem::take(&mut head.text);
+    buffers.stack = std::mem::take(&mut head.stack);
     if max_len == 0 || chars <= max_len {
+        BUFFERS.set(buffers);
         return;
     }
     let left = max_len.saturating_sub(3) / 2;
@@ -76,9 +81,28 @@ pub(crate) unsafe fn short_repr(obj: *mut ffi::PyObject, options: ReprOptions, o
     out.truncate(head_end);
     out.push_str("...");
     let mut tail = Tail::new(right, options.user_code);
+    tail.reuse(&mut buffers);
     // SAFETY: forwarded from the caller.
     unsafe { tail.render(obj) };
-    tail.finish_into(out);
+    tail.finish_into(out, &mut buffers);
+    BUFFERS.set(buffers);
+}
+
+/// Buffers one cut repr's rendering leaves for the next (emptied): rendering
+/// a value allocates nothing once warm. A repr rendered while another is
+/// (user code with `--unsafe-repr`) finds them taken and starts empty ones.
+#[derive(Default)]
+struct Buffers {
+    /// Containers being rendered (the head's, then the tail's).
+    stack: Vec<*mut ffi::PyObject>,
+    /// The tail's reversed bytes.
+    reversed: Vec<u8>,
+    /// The tail's scratch piece.
+    piece: String,
+}
+
+thread_local! {
+    static BUFFERS: std::cell::Cell<Buffers> = std::cell::Cell::new(Buffers::default());
 }
 
 /// Cuts an arbitrary text the same way (for texts computed elsewhere).
@@ -739,6 +763,29 @@ impl Head {
         }
     }
 
+    /// Appends what `write` writes, at most `most` characters: straight
+    /// into the text when all of them fit (no buffer to allocate), else
+    /// through a piece cut to the room left.
+    fn put_written(&mut self, most: usize, write: impl FnOnce(&mut String)) {
+        if self.full() {
+            return;
+        }
+        if self.limit - self.chars >= most {
+            let before = self.text.len();
+            write(&mut self.text);
+            let added = &self.text[before..];
+            self.chars += if added.is_ascii() {
+                added.len()
+            } else {
+                added.chars().count()
+            };
+        } else {
+            let mut piece = String::new();
+            write(&mut piece);
+            self.put(&piece);
+        }
+    }
+
     /// # Safety
     /// GIL held, `obj` valid.
     unsafe fn render(&mut self, obj: *mut ffi::PyObject) {
@@ -752,38 +799,27 @@ impl Head {
                 Kind::True => self.put("True"),
                 Kind::False => self.put("False"),
                 Kind::Int => match small_int(obj) {
-                    Some(value) if self.limit - self.chars >= 20 => {
-                        self.chars += push_int(&mut self.text, value);
-                    }
-                    Some(value) => {
-                        let mut digits = String::with_capacity(20);
-                        push_int(&mut digits, value);
-                        self.put(&digits);
-                    }
+                    Some(value) => self.put_written(20, |text| {
+                        push_int(text, value);
+                    }),
                     None => self.put(&big_int_repr(obj)),
                 },
                 Kind::Float => {
-                    let mut text = String::with_capacity(24);
-                    push_float(&mut text, ffi::PyFloat_AsDouble(obj));
-                    self.put(&text);
+                    let value = ffi::PyFloat_AsDouble(obj);
+                    self.put_written(24, |text| push_float(text, value));
                 }
                 Kind::Str => {
                     let view = StrView::new(obj);
                     let quote = view.quote();
-                    let mut piece = String::with_capacity(16);
-                    piece.push(quote);
-                    self.put(&piece);
+                    self.put_written(1, |text| text.push(quote));
                     for i in 0..view.len {
                         if self.full() {
                             return;
                         }
-                        piece.clear();
-                        view.escape_at(i, quote, &mut piece);
-                        self.put(&piece);
+                        // The longest escape: `\U0001f600`.
+                        self.put_written(10, |text| view.escape_at(i, quote, text));
                     }
-                    piece.clear();
-                    piece.push(quote);
-                    self.put(&piece);
+                    self.put_written(1, |text| text.push(quote));
                 }
                 Kind::Bytes | Kind::ByteArray => {
                     let bytearray = kind_of(obj) == Kind::ByteArray;
@@ -792,21 +828,17 @@ impl Head {
                     if bytearray {
                         self.put("bytearray(");
                     }
-                    let mut piece = String::with_capacity(8);
-                    piece.push('b');
-                    piece.push(quote);
-                    self.put(&piece);
+                    self.put_written(2, |text| {
+                        text.push('b');
+                        text.push(quote);
+                    });
                     for &b in bytes {
                         if self.full() {
                             return;
                         }
-                        piece.clear();
-                        escape_byte(b, quote, bytearray, &mut piece);
-                        self.put(&piece);
+                        self.put_written(4, |text| escape_byte(b, quote, bytearray, text));
                     }
-                    piece.clear();
-                    piece.push(quote);
-                    self.put(&piece);
+                    self.put_written(1, |text| text.push(quote));
                     if bytearray {
                         self.put(")");
                     }
@@ -1070,8 +1102,9 @@ pub(crate) fn push_float(out: &mut String, value: f64) {
     let mut ryu = ryu::Buffer::new();
     let (digits, point) = shortest_digits(ryu.format_finite(value.abs()).as_bytes());
     let digits = &digits.bytes[..digits.len];
+    // Digits are ASCII: whole slices, not one char at a time.
     let push = |out: &mut String, bytes: &[u8]| {
-        out.extend(bytes.iter().map(|&b| char::from(b)));
+        out.push_str(std::str::from_utf8(bytes).unwrap_or_default());
     };
     if !(-4 < point && point <= 16) {
         push(out, &digits[..1]);
@@ -1213,12 +1246,28 @@ impl Tail {
         self.piece.clear();
     }
 
-    fn finish_into(mut self, out: &mut String) {
+    /// Renders into the buffers a previous repr left.
+    fn reuse(&mut self, buffers: &mut Buffers) {
+        self.stack = std::mem::take(&mut buffers.stack);
+        self.stack.clear();
+        self.reversed = std::mem::take(&mut buffers.reversed);
+        self.reversed.clear();
+        self.piece = std::mem::take(&mut buffers.piece);
+        self.piece.clear();
+    }
+
+    /// Appends the tail to `out` and hands the buffers back.
+    fn finish_into(mut self, out: &mut String, buffers: &mut Buffers) {
         self.reversed.reverse();
-        let text = String::from_utf8_lossy(&self.reversed);
-        let skip = text.chars().count().saturating_sub(self.need);
-        let start = text.char_indices().nth(skip).map_or(text.len(), |(i, _)| i);
-        out.push_str(&text[start..]);
+        {
+            let text = String::from_utf8_lossy(&self.reversed);
+            let skip = text.chars().count().saturating_sub(self.need);
+            let start = text.char_indices().nth(skip).map_or(text.len(), |(i, _)| i);
+            out.push_str(&text[start..]);
+        }
+        buffers.stack = self.stack;
+        buffers.reversed = self.reversed;
+        buffers.piece = self.piece;
     }
 
     /// # Safety
