@@ -252,9 +252,17 @@ f(21)
 def test_an_unwritable_path_warns_once_and_the_program_runs_on(tmp_path: Path) -> None:
     program = REPO / "fixtures" / "programs" / "basics.py"
     plain = run_plain(program, tmp_path)
-    run = run_cli("record", "-o", tmp_path / "missing" / "dir" / "t.clog", program, cwd=tmp_path)
+    (tmp_path / "a-file").write_text("not a directory")
+    run = run_cli("record", "-o", tmp_path / "a-file" / "t.clog", program, cwd=tmp_path)
     assert (run.code, run.out) == (plain.returncode, plain.stdout)
     assert run.err.count("chronolog: not recording") == 1 and "Traceback" not in run.err
+
+
+def test_the_output_directory_is_created(tmp_path: Path) -> None:
+    program = REPO / "fixtures" / "programs" / "basics.py"
+    out = tmp_path / "traces" / "today" / "t.clog"
+    run = run_cli("record", "-o", out, program, cwd=tmp_path)
+    assert run.err == "" and chronolog.open(out).check()["clean"]
 
 
 def test_a_full_disk_stops_recording_with_one_warning(tmp_path: Path) -> None:

@@ -158,6 +158,9 @@ class Recording:
             if _active is not None:
                 raise RuntimeError(f"chronolog: already recording to {_active.path}")
             try:
+                # `-o traces/run.clog` makes `traces/` (as `export --parquet`
+                # makes its directory).
+                self.path.parent.mkdir(parents=True, exist_ok=True)
                 recorder = _native.Recorder(
                     os.fspath(self.path),
                     self._header(),
@@ -167,7 +170,7 @@ class Recording:
                     thread_info=_thread_info,
                     **self._options,
                 )
-            except RuntimeError as error:
+            except (OSError, RuntimeError) as error:
                 # An unwritable path, an unsupported interpreter: one warning,
                 # and the program runs on.
                 print(f"chronolog: not recording: {error}", file=sys.stderr)
