@@ -486,3 +486,15 @@ def test_bytearray_reprs_are_pythons() -> None:
 
     for value in (bytearray(b"ab'c"), bytearray(b"a\"b'"), bytearray(range(256)), bytearray(8000)):
         assert safe_repr(value, 1_000_000) == repr(value)
+
+
+@pytest.mark.parametrize("entry", ["module", "script"])
+def test_only_the_program_is_recorded_not_the_launcher(tmp_path: Path, entry: str) -> None:
+    program = REPO / "fixtures" / "programs" / "basics.py"
+    out = tmp_path / "t.clog"
+    run = run_cli("record", "-o", out, program, entry=entry, cwd=tmp_path)
+    assert run.err == ""
+    trace = chronolog.open(out)
+    for table in ("code", "source"):
+        files = set(trace.sql(f"SELECT DISTINCT file FROM {table}").column("file").to_pylist())
+        assert files == {str(program)}, table

@@ -131,7 +131,7 @@ class Recorder:
         exclude: list[str],
         stdlib: bool,
         library_dirs: list[str],
-        own_dirs: list[str],
+        own_paths: list[str],
         vars: bool,
         lines: bool,
         max_repr: int,

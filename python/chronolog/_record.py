@@ -75,9 +75,17 @@ def _redact_patterns(redact: bool | Iterable[str]) -> list[str]:
     return [p if any(c in p for c in "*?[") else f"*{p}*" for p in (*SECRET_NAMES, *extra)]
 
 
-def _own_dirs() -> list[str]:
+#: The `chronolog` launcher script, when the command line runs from one (its
+#: frame is running when `chronolog record` starts: not the program's code).
+launcher: str | None = None
+
+
+def _own_paths() -> list[str]:
     here = os.path.dirname(os.path.abspath(__file__))
-    return sorted({here, os.path.realpath(here)})
+    paths = {here, os.path.realpath(here)}
+    if launcher is not None:
+        paths |= {launcher, os.path.realpath(launcher)}
+    return sorted(paths)
 
 
 def _thread_info() -> tuple[str, int]:
@@ -165,7 +173,7 @@ class Recording:
                     os.fspath(self.path),
                     self._header(),
                     library_dirs=_library_dirs(),
-                    own_dirs=_own_dirs(),
+                    own_paths=_own_paths(),
                     on_failure=self._failed,
                     thread_info=_thread_info,
                     **self._options,

@@ -553,6 +553,11 @@ def _fail(message: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None and not sys.argv[0].endswith(".py"):
+        # Run from the `chronolog` console script (not `python -m chronolog`).
+        from chronolog import _record
+
+        _record.launcher = os.path.abspath(sys.argv[0])
     args = build_parser().parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run
     try:

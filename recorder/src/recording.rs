@@ -293,7 +293,7 @@ impl Recorder {
     /// (key, value) facts; `on_failure(message)` is called once if
     /// recording has to stop. Nothing is recorded before [`Recorder::install`].
     #[new]
-    #[pyo3(signature = (path, header, *, include, exclude, stdlib, library_dirs, own_dirs, vars, lines, max_repr, unsafe_repr, redact, on_failure, thread_info))]
+    #[pyo3(signature = (path, header, *, include, exclude, stdlib, library_dirs, own_paths, vars, lines, max_repr, unsafe_repr, redact, on_failure, thread_info))]
     #[allow(
         clippy::too_many_arguments,
         reason = "mirrors the keyword arguments of the Python API"
@@ -306,7 +306,7 @@ impl Recorder {
         exclude: Vec<String>,
         stdlib: bool,
         library_dirs: Vec<String>,
-        own_dirs: Vec<String>,
+        own_paths: Vec<String>,
         vars: bool,
         lines: bool,
         max_repr: usize,
@@ -340,7 +340,7 @@ impl Recorder {
                     exclude,
                     stdlib,
                     library_dirs,
-                    own_dirs,
+                    own_paths,
                 },
                 vars,
                 lines,

@@ -17,14 +17,18 @@ pub(crate) struct Scope {
     pub stdlib: bool,
     /// Directories of the standard library and site-packages.
     pub library_dirs: Vec<String>,
-    /// Directories never recorded (chronolog's own package).
-    pub own_dirs: Vec<String>,
+    /// Directories and files never recorded: chronolog's own package, and
+    /// the `chronolog` launcher script whose frame is running when
+    /// `chronolog record` starts recording.
+    pub own_paths: Vec<String>,
 }
 
 impl Scope {
     /// True when code from `file` in module `module` is recorded.
     pub(crate) fn contains(&self, file: &str, module: Option<&str>) -> bool {
-        if self.own_dirs.iter().any(|d| under(file, d)) || file.starts_with("<frozen ") {
+        if self.own_paths.iter().any(|p| file == p || under(file, p))
+            || file.starts_with("<frozen ")
+        {
             return false;
         }
         let named = |patterns: &[String]| {
@@ -149,7 +153,7 @@ mod tests {
                 "/usr/lib/python3.12".into(),
                 "/venv/lib/python3.12/site-packages".into(),
             ],
-            own_dirs: vec!["/venv/lib/python3.12/site-packages/chronolog".into()],
+            own_paths: vec!["/venv/lib/python3.12/site-packages/chronolog".into()],
             ..Scope::default()
         };
         assert!(scope.contains("/home/u/app.py", Some("__main__")));
