@@ -11,7 +11,7 @@ BUILD := build
 DEMO_TRACE := $(BUILD)/demo.clog
 PYTHONS := $(shell scripts/pythons.sh)
 
-.PHONY: help demo test test-rust test-python lint fmt schemas bench clean
+.PHONY: help demo test test-rust test-python test-spark lint fmt schemas bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -46,12 +46,23 @@ test-python: ## build a wheel per CPython present and run pytest against it
 	  version=$$1; python=$$2; shift 2; venv=$(BUILD)/venv-$$version; \
 	  echo "== CPython $$version ($$python)"; \
 	  [ -x $$venv/bin/python ] || $$python -m venv $$venv; \
-	  $$venv/bin/pip install --quiet --upgrade pip maturin pytest pysnooper pyarrow duckdb; \
+	  $$venv/bin/pip install --quiet --upgrade pip maturin pytest pysnooper pyarrow duckdb polars; \
 	  rm -rf $(BUILD)/wheels/$$version; \
 	  $$venv/bin/maturin build --quiet --release --interpreter $$venv/bin/python --out $(BUILD)/wheels/$$version; \
 	  $$venv/bin/pip install --quiet --force-reinstall --no-deps $(BUILD)/wheels/$$version/*.whl; \
 	  $$venv/bin/python -m pytest -q tests; \
 	done
+
+test-spark: ## the user guide's Spark example too (downloads pyspark, ~450 MB; needs Java 17+)
+	@py312=$$(scripts/pythons.sh | awk '$$1 == "3.12" { print $$2 }'); venv=$(BUILD)/venv-spark; \
+	test -n "$$py312" || { echo "needs CPython 3.12"; exit 1; }; \
+	command -v java >/dev/null || { echo "needs Java 17+ (Debian: openjdk-17-jre-headless)"; exit 1; }; \
+	[ -x $$venv/bin/python ] || $$py312 -m venv $$venv; \
+	$$venv/bin/pip install --quiet --upgrade pip maturin pytest pyarrow duckdb polars pyspark; \
+	rm -rf $(BUILD)/wheels/spark; \
+	$$venv/bin/maturin build --quiet --release --interpreter $$venv/bin/python --out $(BUILD)/wheels/spark; \
+	$$venv/bin/pip install --quiet --force-reinstall --no-deps $(BUILD)/wheels/spark/*.whl; \
+	CHRONOLOG_GUIDE_REQUIRE=pyspark $$venv/bin/python -m pytest -q tests/test_guide.py
 
 lint: ## rustfmt, clippy (warnings are errors) and ruff
 	cargo fmt --all -- --check

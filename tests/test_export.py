@@ -145,6 +145,57 @@ def test_perfetto_slices_of_generators_nest(generators: Path, tmp_path: Path) ->
     assert_nested(slices)
 
 
+def assert_importable(document: dict) -> None:
+    """What Perfetto's JSON importer (and chrome://tracing) reads: a
+    `traceEvents` list of complete slices (`X`: `ts` and `dur` in
+    microseconds), instants (`i` with a scope) and name metadata (`M`), with
+    integer process and thread ids; every process and thread named."""
+    assert document.get("displayTimeUnit", "ms") in ("ms", "ns")
+    processes: set[int] = set()
+    threads: set[tuple[int, int]] = set()
+    used: set[tuple[int, int]] = set()
+    for event in document["traceEvents"]:
+        assert event["ph"] in ("X", "i", "M"), event
+        assert type(event["pid"]) is int and type(event["tid"]) is int, event
+        assert isinstance(event["name"], str) and event["name"], event
+        assert isinstance(event.get("args", {}), dict), event
+        if event["ph"] == "M":
+            assert isinstance(event["args"]["name"], str) and event["args"]["name"], event
+            if event["name"] == "process_name":
+                processes.add(event["pid"])
+            else:
+                assert event["name"] == "thread_name", event
+                threads.add((event["pid"], event["tid"]))
+            continue
+        assert isinstance(event["ts"], (int, float)) and event["ts"] >= 0, event
+        if event["ph"] == "X":
+            assert isinstance(event["dur"], (int, float)) and event["dur"] >= 0, event
+        else:
+            assert event["s"] in ("t", "p", "g"), event
+        used.add((event["pid"], event["tid"]))
+    assert used and used <= threads
+    assert {pid for pid, _ in threads} <= processes
+
+
+def test_perfetto_export_is_what_the_ui_imports(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    for name, program in (("threads", "many_threads.py"), ("errors", "exceptions.py")):
+        done = run_cli("record", "-o", runs / f"{name}.clog", PROGRAMS / program, cwd=tmp_path)
+        assert done.err == ""  # (exceptions.py exits with status 3)
+    out = tmp_path / "runs.json"
+    assert run_cli("export", runs, "--perfetto", out).code == 0
+    document = json.loads(out.read_text())
+    assert_importable(document)
+    events = document["traceEvents"]
+    named = {e["args"]["name"] for e in events if e["name"] == "process_name"}
+    assert len(named) == 2  # one process per trace
+    threads = {(e["pid"], e["tid"]) for e in events if e["name"] == "thread_name"}
+    assert len(threads) >= 17  # the main thread and 16 workers
+    assert any(e["ph"] == "i" for e in events)
+    assert_nested([e for e in events if e["ph"] == "X"])
+
+
 def test_progress_shows_on_a_terminal_only(recorded: Path, tmp_path: Path) -> None:
     main, secondary = pty.openpty()
     done = subprocess.run(

@@ -84,3 +84,13 @@ def test_without_the_option_nothing_is_recorded(tmp_path: Path) -> None:
     done = run_pytest(root)
     assert done.returncode == 1
     assert not (root / ".chronolog").exists() and "chronolog replay" not in done.stdout
+
+
+def test_a_test_path_taken_for_the_directory_is_a_usage_error(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    for value in ("test_sample.py", "test_sample.py::test_fails"):
+        done = run_pytest(root, "--chronolog", value)
+        assert done.returncode == 4, done.stdout + done.stderr  # pytest's usage error
+        assert "write --chronolog=DIR, or put --chronolog after the test paths" in done.stderr
+        assert "INTERNALERROR" not in done.stdout + done.stderr
+    assert not (root / ".chronolog").exists()

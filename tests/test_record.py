@@ -498,3 +498,32 @@ def test_only_the_program_is_recorded_not_the_launcher(tmp_path: Path, entry: st
     for table in ("code", "source"):
         files = set(trace.sql(f"SELECT DISTINCT file FROM {table}").column("file").to_pylist())
         assert files == {str(program)}, table
+
+
+def test_threads_run_one_after_another_are_distinct_threads(tmp_path: Path) -> None:
+    # A thread's ident (pthread_self) is reused as soon as it ends: each of
+    # these threads gets the ident of the one before.
+    program = write_program(
+        tmp_path,
+        """
+import threading
+
+def work(n):
+    return n * 2
+
+for i in range(5):
+    thread = threading.Thread(target=work, args=(i,), name=f"worker-{i}")
+    thread.start()
+    thread.join()
+""",
+    )
+    out = tmp_path / "t.clog"
+    assert run_cli("record", "-o", out, program, cwd=tmp_path).code == 0
+    trace = chronolog.open(out)
+    names = trace.sql("SELECT name FROM threads ORDER BY thread_id").column("name").to_pylist()
+    assert names == ["MainThread"] + [f"worker-{i}" for i in range(5)]
+    calls = trace.sql(
+        "SELECT t.name, c.args FROM calls c JOIN threads t USING (thread_id) "
+        "WHERE c.function = 'work' ORDER BY c.start_seq"
+    ).to_pylist()
+    assert calls == [{"name": f"worker-{i}", "args": f"n={i}"} for i in range(5)]

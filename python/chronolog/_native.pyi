@@ -19,7 +19,7 @@ class QueryError(ValueError):
 
 class ArrowStream:
     """A query answer exported through the Arrow PyCapsule interface
-    (``__arrow_c_stream__``): ``pyarrow.table(s)``, ``polars.from_arrow(s)``
+    (``__arrow_c_stream__``): ``pyarrow.table(s)``, ``polars.DataFrame(s)``
     or DuckDB import it without a copy, as many times as they ask."""
 
     def __arrow_c_stream__(self, requested_schema: object | None = None) -> object: ...

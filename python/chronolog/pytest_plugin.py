@@ -42,6 +42,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # `--chronolog` takes an optional value: `pytest --chronolog test_x.py`
+    # reads `test_x.py` as the directory (pytest-cov's `--cov` does the same).
+    directory = config.getoption("chronolog")
+    if directory is None:
+        return
+    test_like = directory.endswith(".py") or "::" in directory
+    if test_like or (Path(directory).exists() and not Path(directory).is_dir()):
+        raise pytest.UsageError(
+            f"--chronolog: '{directory}' is not a directory for traces "
+            "(write --chronolog=DIR, or put --chronolog after the test paths)"
+        )
+
+
 def trace_name(nodeid: str) -> str:
     """A file name for a test id: `tests/test_a.py::test_b[x-1]` becomes
     `tests_test_a.py__test_b[x-1].clog`."""

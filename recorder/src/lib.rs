@@ -25,6 +25,7 @@ mod scope;
 mod spinlock;
 mod stepping;
 mod suspend;
+mod thread_key;
 #[cfg(not(Py_3_12))]
 mod tracehook;
 mod weak;

@@ -137,14 +137,16 @@ struct ThreadState {
     unwound_exception: u64,
 }
 
-/// The recorded threads by `threading` ident, with the last one looked up
-/// remembered: consecutive events nearly always come from the same thread,
-/// and an event looks its thread up several times.
+/// The recorded threads by key (see `thread_key.rs`), with the last one
+/// looked up remembered: consecutive events nearly always come from the same
+/// thread, and an event looks its thread up several times.
 #[derive(Debug, Default)]
 struct Threads {
     states: Vec<ThreadState>,
     index: FxHashMap<u64, usize>,
     last: std::cell::Cell<Option<(u64, usize)>>,
+    /// Slots of `states` whose thread ended, for the next new thread.
+    free: Vec<usize>,
 }
 
 impl Threads {
@@ -172,8 +174,26 @@ impl Threads {
     }
 
     fn insert(&mut self, ident: u64, state: ThreadState) {
-        self.index.insert(ident, self.states.len());
-        self.states.push(state);
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.states[slot] = state;
+                slot
+            }
+            None => {
+                self.states.push(state);
+                self.states.len() - 1
+            }
+        };
+        self.index.insert(ident, slot);
+    }
+
+    /// Forgets an ended thread (its slot is reused by the next new one).
+    fn remove(&mut self, ident: u64) {
+        if let Some(slot) = self.index.remove(&ident) {
+            self.last.set(None);
+            self.states[slot].stack = Vec::new();
+            self.free.push(slot);
+        }
     }
 }
 
@@ -712,12 +732,10 @@ impl Recording {
         if frame.is_null() {
             return Ok(Verdict::Ignore);
         }
-        // SAFETY: GIL held; the thread ident is a plain number.
-        #[allow(
-            clippy::useless_conversion,
-            reason = "c_ulong is 32 bits on some platforms"
-        )]
-        let ident = u64::from(unsafe { ffi::PyThread_get_thread_ident() });
+        let ident = crate::thread_key::current();
+        if ident == 0 {
+            return Ok(Verdict::Ignore);
+        }
         if !self.threads.contains_key(&ident) {
             return Ok(Verdict::NeedThread(ident));
         }
@@ -1139,12 +1157,24 @@ impl Recording {
         })
     }
 
+    /// Starts recording the calling thread (key `ident`, see
+    /// `thread_key.rs`), first forgetting the threads that ended.
     fn add_thread(&mut self, ident: u64, name: String, native_id: u64) {
+        for ended in crate::thread_key::take_ended() {
+            self.threads.remove(ended);
+        }
+        // SAFETY: a plain number (pthread_self), as `threading` shows it.
+        #[allow(
+            clippy::useless_conversion,
+            reason = "c_ulong is 32 bits on some platforms"
+        )]
+        let python_ident = u64::from(unsafe { ffi::PyThread_get_thread_ident() });
         let id = self.writer.define_thread(ThreadMeta {
             name,
             native_id,
-            ident,
+            ident: python_ident,
         });
+        crate::thread_key::mark_known();
         self.threads.insert(
             ident,
             ThreadState {
