@@ -7,6 +7,7 @@
 //! nor has its classes kept alive.
 
 use chronolog_format::TraceWriter;
+use pyo3::ffi;
 use pyo3::prelude::*;
 use rustc_hash::FxHashMap;
 
@@ -24,6 +25,8 @@ pub(crate) struct Names {
     redact: Vec<String>,
     /// By string id: whether a variable of that name is redacted.
     redacted: Vec<bool>,
+    /// The type last looked up: its address, `tp_version_tag` and name id.
+    last_type: (usize, u32, u32),
 }
 
 impl Names {
@@ -63,13 +66,30 @@ impl Names {
 
     /// String id + 1 of the name of `value`'s type.
     pub(crate) fn type_of(&mut self, writer: &mut TraceWriter, value: &Bound<'_, PyAny>) -> u32 {
-        let t = value.get_type();
-        let key = t.as_ptr() as usize;
+        // Consecutive values are mostly of one type. A type's version tag is
+        // never given to another type (0: none, then not trusted), so the
+        // same address and tag are the same type: no lookup.
+        // SAFETY: GIL held; reading the type's tag.
+        let (key, tag) = unsafe {
+            let t = ffi::Py_TYPE(value.as_ptr());
+            (t as usize, (*t).tp_version_tag)
+        };
+        let (last_key, last_tag, last_id) = self.last_type;
+        if key == last_key && tag == last_tag && tag != 0 {
+            return last_id;
+        }
+        let id = self.type_id(writer, value, key);
+        self.last_type = (key, tag, id);
+        id
+    }
+
+    fn type_id(&mut self, writer: &mut TraceWriter, value: &Bound<'_, PyAny>, key: usize) -> u32 {
         if let Some((id, weak)) = self.types.get(&key)
             && weak.is(key)
         {
             return *id;
         }
+        let t = value.get_type();
         if self.types.len() >= MAX_TYPES {
             self.types.clear();
         }
