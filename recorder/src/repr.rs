@@ -58,7 +58,19 @@ pub(crate) unsafe fn short_repr(obj: *mut ffi::PyObject, options: ReprOptions, o
     // The head is rendered straight after what `out` holds (no buffer of
     // its own to allocate and copy).
     let start = out.len();
-    let mut buffers = BUFFERS.take();
+    // Only containers use the stack: scalars and objects, most values,
+    // leave the buffers where they are.
+    let t = type_of(obj);
+    let container = t == &raw mut ffi::PyList_Type
+        || t == &raw mut ffi::PyTuple_Type
+        || t == &raw mut ffi::PyDict_Type
+        || t == &raw mut ffi::PySet_Type
+        || t == &raw mut ffi::PyFrozenSet_Type;
+    let mut buffers = if container {
+        BUFFERS.take()
+    } else {
+        Buffers::default()
+    };
     let mut head = Head::new(limit, options.user_code);
     head.text = std::mem::take(out);
     head.stack = std::mem::take(&mut buffers.stack);
@@ -69,8 +81,13 @@ pub(crate) unsafe fn short_repr(obj: *mut ffi::PyObject, options: ReprOptions, o
     *out = std::mem::take(&mut head.text);
     buffers.stack = std::mem::take(&mut head.stack);
     if max_len == 0 || chars <= max_len {
-        BUFFERS.set(buffers);
+        if container {
+            BUFFERS.set(buffers);
+        }
         return;
+    }
+    if !container {
+        buffers = BUFFERS.take();
     }
     let left = max_len.saturating_sub(3) / 2;
     let right = max_len.saturating_sub(3) - left;
@@ -416,31 +433,62 @@ unsafe fn object_form(obj: *mut ffi::PyObject, out: &mut impl FnMut(&str)) {
     // alive.
     unsafe {
         let t = type_of(obj);
-        let prefixes = (*OBJECT_PREFIXES.0.get()).get_or_insert_with(Default::default);
-        let key = t as usize;
-        if !prefixes.get(&key).is_some_and(|(_, weak)| weak.is(key)) {
-            if prefixes.len() >= MAX_OBJECT_PREFIXES {
-                prefixes.clear();
-            }
-            let prefix = object_prefix(t).into_boxed_str();
-            let weak = crate::weak::Weak::new(&pyo3::Bound::from_borrowed_ptr(
-                pyo3::Python::assume_attached(),
-                t.cast(),
-            ));
-            prefixes.insert(key, (prefix, weak));
-        }
-        if let Some((prefix, _)) = prefixes.get(&key) {
-            out(prefix);
-        }
+        let cache = (*OBJECT_PREFIXES.0.get()).get_or_insert_with(Default::default);
+        out(cache.prefix(t));
     }
-    let mut address = StackText::default();
-    push_hex_address(&mut address, obj as usize);
-    let _ = std::fmt::Write::write_str(&mut address, ">");
-    out(address.as_str());
+    let (text, len) = hex_address(obj as usize, b">");
+    // SAFETY: `hex_address` writes ASCII only.
+    out(unsafe { std::str::from_utf8_unchecked(&text[..len]) });
 }
 
-/// `object_form` prefixes by type address (see `weak.rs`).
-type PrefixCache = rustc_hash::FxHashMap<usize, (Box<str>, crate::weak::Weak)>;
+/// `object_form` prefixes by type address (see `weak.rs`), and the last
+/// type's: consecutive objects are mostly of one type, and a type's version
+/// tag is never given to another (0: none, then not trusted).
+#[derive(Default)]
+struct PrefixCache {
+    by_type: rustc_hash::FxHashMap<usize, (std::sync::Arc<str>, crate::weak::Weak)>,
+    last: Option<(usize, u32, std::sync::Arc<str>)>,
+}
+
+impl PrefixCache {
+    /// # Safety
+    /// GIL held, `t` a live type.
+    unsafe fn prefix(&mut self, t: *mut ffi::PyTypeObject) -> &str {
+        let key = t as usize;
+        // SAFETY: reading a live type's tag.
+        let tag = unsafe { (*t).tp_version_tag };
+        let hit = matches!(&self.last, Some((k, g, _)) if *k == key && *g == tag && tag != 0);
+        if !hit {
+            // SAFETY: forwarded.
+            let prefix = unsafe { self.lookup(t, key) };
+            self.last = Some((key, tag, prefix));
+        }
+        self.last.as_ref().map_or("", |(_, _, prefix)| prefix)
+    }
+
+    /// # Safety
+    /// As [`PrefixCache::prefix`].
+    unsafe fn lookup(&mut self, t: *mut ffi::PyTypeObject, key: usize) -> std::sync::Arc<str> {
+        match self.by_type.get(&key) {
+            Some((prefix, weak)) if weak.is(key) => prefix.clone(),
+            _ => {
+                if self.by_type.len() >= MAX_OBJECT_PREFIXES {
+                    self.by_type.clear();
+                }
+                // SAFETY: forwarded.
+                let prefix: std::sync::Arc<str> = unsafe { object_prefix(t) }.into();
+                // SAFETY: GIL held; `t` is alive.
+                let type_object = unsafe {
+                    pyo3::Bound::from_borrowed_ptr(pyo3::Python::assume_attached(), t.cast())
+                };
+                let weak = crate::weak::Weak::new(&type_object);
+                self.by_type.insert(key, (prefix.clone(), weak));
+                prefix
+            }
+        }
+    }
+}
+
 static OBJECT_PREFIXES: GilProtected<Option<PrefixCache>> =
     GilProtected(std::cell::UnsafeCell::new(None));
 
@@ -487,14 +535,18 @@ unsafe fn object_prefix(t: *mut ffi::PyTypeObject) -> String {
     }
 }
 
-/// `0x…` in lowercase hex, as `%p` prints an address.
-fn push_hex_address(out: &mut impl std::fmt::Write, address: usize) {
+/// `0x…` in lowercase hex, as `%p` prints an address, then `end`
+/// (at most one character): ASCII bytes and their length.
+fn hex_address(address: usize, end: &[u8]) -> ([u8; 19], usize) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let _ = out.write_str("0x");
-    let width = (usize::BITS - address.leading_zeros()).div_ceil(4).max(1);
-    for i in (0..width).rev() {
-        let _ = out.write_char(char::from(DIGITS[(address >> (4 * i)) & 0xf]));
+    let mut text = *b"0x0000000000000000?";
+    let width = (usize::BITS - address.leading_zeros()).div_ceil(4).max(1) as usize;
+    for (i, digit) in text[2..2 + width].iter_mut().rev().enumerate() {
+        *digit = DIGITS[(address >> (4 * i)) & 0xf];
     }
+    let end = &end[..end.len().min(1)];
+    text[2 + width..2 + width + end.len()].copy_from_slice(end);
+    (text, 2 + width + end.len())
 }
 
 /// `<module 'name' from 'file'>`, `<module 'name' (built-in)>` or
@@ -1050,35 +1102,9 @@ fn push_int(out: &mut String, value: i64) -> usize {
     if value < 0 {
         out.push('-');
     }
-    for &digit in &buf[i..] {
-        out.push(char::from(digit));
-    }
+    // SAFETY: ASCII digits only.
+    out.push_str(unsafe { std::str::from_utf8_unchecked(&buf[i..]) });
     buf.len() - i + usize::from(value < 0)
-}
-
-/// A short text formatted on the stack (longer output is cut).
-#[derive(Default)]
-struct StackText {
-    bytes: [u8; 32],
-    len: usize,
-}
-
-impl StackText {
-    fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or("0e0")
-    }
-}
-
-impl std::fmt::Write for StackText {
-    fn write_str(&mut self, text: &str) -> std::fmt::Result {
-        let end = self.len + text.len();
-        if end > self.bytes.len() {
-            return Err(std::fmt::Error);
-        }
-        self.bytes[self.len..end].copy_from_slice(text.as_bytes());
-        self.len = end;
-        Ok(())
-    }
 }
 
 /// Appends `repr(value)` for a float: the shortest digits that read back
@@ -1102,9 +1128,11 @@ pub(crate) fn push_float(out: &mut String, value: f64) {
     let mut ryu = ryu::Buffer::new();
     let (digits, point) = shortest_digits(ryu.format_finite(value.abs()).as_bytes());
     let digits = &digits.bytes[..digits.len];
-    // Digits are ASCII: whole slices, not one char at a time.
+    // Whole slices, not one char at a time.
     let push = |out: &mut String, bytes: &[u8]| {
-        out.push_str(std::str::from_utf8(bytes).unwrap_or_default());
+        // SAFETY: Ryū writes ASCII only, and `shortest_digits` keeps a
+        // subset of its bytes.
+        out.push_str(unsafe { std::str::from_utf8_unchecked(bytes) });
     };
     if !(-4 < point && point <= 16) {
         push(out, &digits[..1]);
@@ -1455,14 +1483,14 @@ impl Tail {
 
 #[cfg(test)]
 mod tests {
-    use super::push_hex_address;
+    use super::hex_address;
 
     #[test]
     fn addresses_print_as_pointers_do() {
         for address in [0usize, 1, 0xf, 0x10, 0x7f12_3456_789a, usize::MAX] {
-            let mut text = String::new();
-            push_hex_address(&mut text, address);
-            assert_eq!(text, format!("{:p}", address as *const u8));
+            let (text, len) = hex_address(address, b">");
+            let expected = format!("{:p}>", address as *const u8);
+            assert_eq!(&text[..len], expected.as_bytes());
         }
     }
 }
