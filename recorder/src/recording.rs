@@ -105,6 +105,9 @@ struct FrameState {
     frame_id: u64,
     /// Address of the interpreter frame (stable across a generator's yields).
     frame: usize,
+    /// Address of its code object (alive while the frame is).
+    #[cfg(Py_3_12)]
+    code: usize,
     code_id: u32,
     /// Line of the last `line` event (the first line before any).
     line: u32,
@@ -699,8 +702,21 @@ impl Recording {
             site,
         } = *report;
         let code_key = code as usize;
-        // SAFETY: forwarded.
-        let (code_state, needs_enable) = unsafe { self.code_state(py, layout, code, frame)? };
+        let ident = crate::thread_key::current();
+        // The events of a frame already on the thread's stack (3.12+: only
+        // code in scope, already enabled, has these events on) need no
+        // lookup of their code.
+        #[cfg(Py_3_12)]
+        let on_stack = matches!(hook, Hook::Line | Hook::Jump | Hook::Return | Hook::Yield)
+            .then(|| self.top_code_id(ident, frame as usize, code_key))
+            .flatten();
+        #[cfg(not(Py_3_12))]
+        let on_stack: Option<u32> = None;
+        let (code_state, needs_enable) = match on_stack {
+            Some(id) => (Some((id, 0)), false),
+            // SAFETY: forwarded.
+            None => unsafe { self.code_state(py, layout, code, frame)? },
+        };
         let Some((id, flags)) = code_state else {
             // Only per-code events can be disabled; exception events are global.
             return Ok(match hook {
@@ -732,7 +748,6 @@ impl Recording {
         if frame.is_null() {
             return Ok(Verdict::Ignore);
         }
-        let ident = crate::thread_key::current();
         if ident == 0 {
             return Ok(Verdict::Ignore);
         }
@@ -1217,6 +1232,8 @@ impl Recording {
         FrameState {
             frame_id,
             frame,
+            #[cfg(Py_3_12)]
+            code,
             code_id: state.map_or(0, |s| s.id),
             line: state.map_or(0, |s| s.first_line),
             locals: self.spare_locals.pop().unwrap_or_default(),
@@ -1240,6 +1257,14 @@ impl Recording {
         if let Some(thread) = self.threads.get_mut(&ident) {
             thread.stack.push(state);
         }
+    }
+
+    /// The code id of the thread's top frame, if that frame is `frame`
+    /// running `code`.
+    #[cfg(Py_3_12)]
+    fn top_code_id(&self, ident: u64, frame: usize, code: usize) -> Option<u32> {
+        let top = self.threads.get(&ident)?.stack.last()?;
+        (top.frame == frame && top.code == code).then_some(top.code_id)
     }
 
     /// Makes sure the thread's top frame is `frame` (it may have started

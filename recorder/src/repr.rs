@@ -173,6 +173,15 @@ unsafe fn kind_of(obj: *mut ffi::PyObject) -> Kind {
     // SAFETY: taking the addresses of static type objects and singletons.
     unsafe {
         let t = type_of(obj);
+        if (*t).tp_flags & ffi::Py_TPFLAGS_HEAPTYPE != 0 {
+            // A class of the program's (every other kind below is an exact
+            // built-in type): most objects take this way.
+            return if is_plain_exception(obj, t) {
+                Kind::Exception
+            } else {
+                Kind::Other
+            };
+        }
         if obj == ffi::Py_None() {
             Kind::None
         } else if obj == ffi::Py_True() {
@@ -214,16 +223,26 @@ unsafe fn kind_of(obj: *mut ffi::PyObject) -> Kind {
             || obj == ffi::Py_NotImplemented()
         {
             Kind::CRepr
-        } else if ffi::PyExceptionInstance_Check(obj) != 0
-            && (*t).tp_repr.map(|f| f as usize)
-                == (*ffi::PyExc_BaseException.cast::<ffi::PyTypeObject>())
-                    .tp_repr
-                    .map(|f| f as usize)
-        {
+        } else if is_plain_exception(obj, t) {
             Kind::Exception
         } else {
             Kind::Other
         }
+    }
+}
+
+/// An exception whose class keeps `BaseException.__repr__`.
+///
+/// # Safety
+/// GIL held, `obj` valid, `t` its type.
+unsafe fn is_plain_exception(obj: *mut ffi::PyObject, t: *mut ffi::PyTypeObject) -> bool {
+    // SAFETY: reading flags and slots of valid types.
+    unsafe {
+        ffi::PyExceptionInstance_Check(obj) != 0
+            && (*t).tp_repr.map(|f| f as usize)
+                == (*ffi::PyExc_BaseException.cast::<ffi::PyTypeObject>())
+                    .tp_repr
+                    .map(|f| f as usize)
     }
 }
 
