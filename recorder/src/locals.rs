@@ -29,6 +29,10 @@ pub(crate) struct Shadow {
     repr: String,
     /// For containers: what their cut repr depends on (see [`fingerprint`]).
     fingerprint: Option<u64>,
+    /// The repr of `object` is fixed by its identity (see
+    /// `repr_fixed_by_identity`): while the variable holds that object,
+    /// nothing is to compare.
+    fixed: bool,
 }
 
 impl Shadow {
@@ -81,11 +85,30 @@ impl VarSink<'_> {
     }
 
     /// Compares `value` (null: unbound) with its last recorded state and
-    /// records the change, if any.
+    /// records the change, if any. Inlined for its common answer: the
+    /// variable still holds the object recorded last, an int or an object of
+    /// the program's whose repr cannot have changed.
     ///
     /// # Safety
     /// GIL held; `value` null or alive for the call.
+    #[inline]
     pub(crate) unsafe fn observe(
+        &mut self,
+        py: Python<'_>,
+        previous: &mut Shadow,
+        value: *mut ffi::PyObject,
+        name: u32,
+    ) {
+        if previous.fixed && previous.bound && previous.object == value as usize {
+            return;
+        }
+        // SAFETY: forwarded.
+        unsafe { self.compare(py, previous, value, name) }
+    }
+
+    /// # Safety
+    /// As [`VarSink::observe`].
+    unsafe fn compare(
         &mut self,
         py: Python<'_>,
         previous: &mut Shadow,
@@ -136,6 +159,7 @@ impl VarSink<'_> {
         let mutable = unsafe { !repr_fixed_by_identity(value, self.repr.user_code) };
         let same_object = previous.bound && previous.object == value as usize;
         if same_object && !mutable {
+            previous.fixed = true;
             return;
         }
         let fingerprint = if mutable {
@@ -159,6 +183,7 @@ impl VarSink<'_> {
         } else if previous.repr == *self.scratch {
             previous.object = value as usize;
             previous.fingerprint = fingerprint;
+            previous.fixed = !mutable;
             return;
         } else {
             VarChange::Modified
@@ -166,6 +191,7 @@ impl VarSink<'_> {
         previous.bound = true;
         previous.object = value as usize;
         previous.fingerprint = fingerprint;
+        previous.fixed = !mutable;
         // The new text becomes the shadow's; the old one's buffer becomes
         // the scratch (cleared before its next use).
         std::mem::swap(&mut previous.repr, self.scratch);
