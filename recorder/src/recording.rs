@@ -1424,16 +1424,12 @@ impl Recording {
             exc_context: at.exc_context,
         });
         self.seq += 1;
-        if self.options.vars
-            && matches!(
-                at.kind,
-                EventKind::Call
-                    | EventKind::Line
-                    | EventKind::Return
-                    | EventKind::Yield
-                    | EventKind::Resume
-            )
-        {
+        // Locals are compared at every event PySnooper compares them at
+        // (settrace's call, line, return and exception): an assignment
+        // followed by a raise is seen at the raise, one in a `finally` that
+        // re-raises at the unwind. Between a raise and its `handled` no code
+        // of the frame runs.
+        if self.options.vars && at.kind != EventKind::Handled {
             // SAFETY: forwarded.
             unsafe { self.diff_locals(py, layout, ident, at.frame, index, at.is_start) };
         }
