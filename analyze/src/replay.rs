@@ -164,6 +164,20 @@ impl Replay {
         clock(wall as u64)
     }
 
+    /// PySnooper's lines for variable changes (deletions show no line).
+    fn push_changes(&mut self, indent: &str, changes: &[(VarChange, String, String)]) {
+        for (change, name, repr) in changes {
+            let label = match change {
+                VarChange::Start => "Starting var:.. ",
+                VarChange::New => "New var:....... ",
+                VarChange::Modified => "Modified var:.. ",
+                VarChange::Deleted => continue,
+            };
+            self.pending
+                .push_back(format!("{indent}{label}{name} = {repr}"));
+        }
+    }
+
     /// Renders one chunk into `pending`.
     fn render(&mut self, chunk: &EventBatch) {
         let trace = Arc::clone(&self.trace);
@@ -289,7 +303,14 @@ impl Replay {
                         EventKind::Line => "line",
                         EventKind::Return | EventKind::Yield | EventKind::Unwind => "return",
                         EventKind::Raise => "exception",
-                        EventKind::Reraise | EventKind::Handled => continue,
+                        EventKind::Reraise | EventKind::Handled => {
+                            // No line of their own in PySnooper's output
+                            // (settrace has no such event), but what changed
+                            // before them shows, as PySnooper shows it at
+                            // its next event.
+                            self.push_changes(&indent, &changes);
+                            continue;
+                        }
                     };
                     if file.is_some() && file != self.last_path {
                         self.last_path = file;
@@ -303,16 +324,7 @@ impl Replay {
                                 .push_back(format!("{indent}Starting var:.. {name} = {repr}"));
                         }
                     } else {
-                        for (change, name, repr) in &changes {
-                            let label = match change {
-                                VarChange::Start => "Starting var:.. ",
-                                VarChange::New => "New var:....... ",
-                                VarChange::Modified => "Modified var:.. ",
-                                VarChange::Deleted => continue,
-                            };
-                            self.pending
-                                .push_back(format!("{indent}{label}{name} = {repr}"));
-                        }
+                        self.push_changes(&indent, &changes);
                     }
                     let (line, text) =
                         if kind == EventKind::Call && text.trim_start().starts_with('@') {
