@@ -37,6 +37,11 @@ def normalize(text: str) -> list[str]:
     return text.splitlines()
 
 
+def first_value(trace: chronolog.Trace, query: str) -> object:
+    """The first column of the first row of a query's answer."""
+    return trace.sql(query).column(0)[0].as_py()
+
+
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("replay") / "replayed.clog"
@@ -100,13 +105,10 @@ def test_replay_bounds_and_thread(recorded: Path) -> None:
 
 def test_state_at_rebuilds_the_stack_in_recursion(recorded: Path) -> None:
     trace = chronolog.open(recorded)
-    seq = (
-        trace.sql(
-            "SELECT seq FROM exceptions WHERE function = 'dive' AND event = 'raise' "
-            "ORDER BY seq LIMIT 1"
-        )
-        .column(0)[0]
-        .as_py()
+    seq = first_value(
+        trace,
+        "SELECT seq FROM exceptions WHERE function = 'dive' AND event = 'raise' "
+        "ORDER BY seq LIMIT 1",
     )
     frames = trace.state_at(seq)
     assert [f["function"] for f in frames] == ["<module>", "main", "dive", "dive", "dive"]
@@ -468,13 +470,10 @@ def test_checkpoints_bound_the_suspended_generators_they_describe(tmp_path: Path
     assert max(per_chunk) == 1024
     # The first generator is resumed from outside every checkpoint: its
     # stack is still rebuilt, its earlier locals are marked unknown.
-    resume = (
-        trace.sql(
-            "SELECT min(seq) FROM events WHERE function = 'counter' AND kind = 'resume' "
-            "AND seq > (SELECT max(seq) FROM events WHERE function = 'spin')"
-        )
-        .column(0)[0]
-        .as_py()
+    resume = first_value(
+        trace,
+        "SELECT min(seq) FROM events WHERE function = 'counter' AND kind = 'resume' "
+        "AND seq > (SELECT max(seq) FROM events WHERE function = 'spin')",
     )
     frames = trace.state_at(resume)
     assert [f["function"] for f in frames] == ["<module>", "counter"]

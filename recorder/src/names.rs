@@ -11,7 +11,7 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use rustc_hash::FxHashMap;
 
-use crate::weak::Weak;
+use crate::weak::{LastType, Weak};
 
 /// Types whose name ids are kept at most.
 const MAX_TYPES: usize = 4096;
@@ -25,8 +25,8 @@ pub(crate) struct Names {
     redact: Vec<String>,
     /// By string id: whether a variable of that name is redacted.
     redacted: Vec<bool>,
-    /// The type last looked up: its address, `tp_version_tag` and name id.
-    last_type: (usize, u32, u32),
+    /// The type last looked up, with its name id.
+    last_type: LastType<u32>,
 }
 
 impl Names {
@@ -66,21 +66,15 @@ impl Names {
 
     /// String id + 1 of the name of `value`'s type.
     pub(crate) fn type_of(&mut self, writer: &mut TraceWriter, value: &Bound<'_, PyAny>) -> u32 {
-        // Consecutive values are mostly of one type. A type's version tag is
-        // never given to another type (0: none, then not trusted), so the
-        // same address and tag are the same type: no lookup.
-        // SAFETY: GIL held; reading the type's tag.
-        let (key, tag) = unsafe {
+        // SAFETY: GIL held; `value`'s type is alive.
+        unsafe {
             let t = ffi::Py_TYPE(value.as_ptr());
-            (t as usize, (*t).tp_version_tag)
-        };
-        let (last_key, last_tag, last_id) = self.last_type;
-        if key == last_key && tag == last_tag && tag != 0 {
-            return last_id;
+            if let Some(&id) = self.last_type.get(t) {
+                return id;
+            }
+            let id = self.type_id(writer, value, t as usize);
+            *self.last_type.set(t, id)
         }
-        let id = self.type_id(writer, value, key);
-        self.last_type = (key, tag, id);
-        id
     }
 
     fn type_id(&mut self, writer: &mut TraceWriter, value: &Bound<'_, PyAny>, key: usize) -> u32 {

@@ -461,28 +461,25 @@ unsafe fn object_form(obj: *mut ffi::PyObject, out: &mut impl FnMut(&str)) {
 }
 
 /// `object_form` prefixes by type address (see `weak.rs`), and the last
-/// type's: consecutive objects are mostly of one type, and a type's version
-/// tag is never given to another (0: none, then not trusted).
+/// type's.
 #[derive(Default)]
 struct PrefixCache {
     by_type: rustc_hash::FxHashMap<usize, (std::sync::Arc<str>, crate::weak::Weak)>,
-    last: Option<(usize, u32, std::sync::Arc<str>)>,
+    last: crate::weak::LastType<std::sync::Arc<str>>,
 }
 
 impl PrefixCache {
     /// # Safety
     /// GIL held, `t` a live type.
     unsafe fn prefix(&mut self, t: *mut ffi::PyTypeObject) -> &str {
-        let key = t as usize;
-        // SAFETY: reading a live type's tag.
-        let tag = unsafe { (*t).tp_version_tag };
-        let hit = matches!(&self.last, Some((k, g, _)) if *k == key && *g == tag && tag != 0);
-        if !hit {
-            // SAFETY: forwarded.
-            let prefix = unsafe { self.lookup(t, key) };
-            self.last = Some((key, tag, prefix));
+        // SAFETY: forwarded.
+        unsafe {
+            if self.last.get(t).is_none() {
+                let prefix = self.lookup(t, t as usize);
+                return self.last.set(t, prefix);
+            }
+            self.last.get(t).map_or("", |prefix| prefix)
         }
-        self.last.as_ref().map_or("", |(_, _, prefix)| prefix)
     }
 
     /// # Safety

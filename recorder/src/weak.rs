@@ -56,3 +56,69 @@ impl Weak {
         self.get().is_some_and(|object| object as usize == address)
     }
 }
+
+/// The last type looked up in a cache and what was found for it: values of
+/// one type tend to come in runs. A type's `tp_version_tag` is never given
+/// to another type (0: none yet, then not trusted), so the same address and
+/// tag are the same type, alive or not in between: no lookup, no weak
+/// reference to check.
+#[derive(Debug, Default)]
+pub(crate) struct LastType<T> {
+    last: Option<(usize, u32, T)>,
+}
+
+impl<T> LastType<T> {
+    /// What was remembered for `t`, if `t` is the type last remembered.
+    ///
+    /// # Safety
+    /// GIL held, `t` a live type.
+    #[inline]
+    pub(crate) unsafe fn get(&self, t: *mut ffi::PyTypeObject) -> Option<&T> {
+        // SAFETY: reading a live type's tag.
+        let tag = unsafe { (*t).tp_version_tag };
+        match &self.last {
+            Some((key, last_tag, value)) if *key == t as usize && *last_tag == tag && tag != 0 => {
+                Some(value)
+            }
+            _ => None,
+        }
+    }
+
+    /// Remembers `value` for `t`; returns it.
+    ///
+    /// # Safety
+    /// GIL held, `t` a live type.
+    pub(crate) unsafe fn set(&mut self, t: *mut ffi::PyTypeObject, value: T) -> &T {
+        // SAFETY: reading a live type's tag.
+        let tag = unsafe { (*t).tp_version_tag };
+        &self.last.insert((t as usize, tag, value)).2
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_type_is_recognised_by_address_and_a_nonzero_tag() {
+        // SAFETY: all-zero type objects are valid for reading the tag,
+        // which is all `LastType` reads.
+        let (mut a, mut b): (ffi::PyTypeObject, ffi::PyTypeObject) =
+            unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
+        a.tp_version_tag = 7;
+        b.tp_version_tag = 7;
+        let mut last = LastType::default();
+        // SAFETY: as above.
+        unsafe {
+            assert!(last.get(&mut a).is_none());
+            assert_eq!(*last.set(&mut a, 1), 1);
+            assert_eq!(last.get(&mut a), Some(&1));
+            assert!(last.get(&mut b).is_none(), "another address");
+            a.tp_version_tag = 9; // the type was modified
+            assert!(last.get(&mut a).is_none());
+            a.tp_version_tag = 0; // no tag: never trusted
+            assert_eq!(*last.set(&mut a, 2), 2);
+            assert!(last.get(&mut a).is_none());
+        }
+    }
+}
