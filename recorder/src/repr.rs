@@ -19,6 +19,7 @@
 
 use std::ffi::CStr;
 use std::ptr;
+use std::sync::Arc;
 
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -455,8 +456,8 @@ unsafe fn object_form(obj: *mut ffi::PyObject, out: &mut impl FnMut(&str)) {
         let cache = (*OBJECT_PREFIXES.0.get()).get_or_insert_with(Default::default);
         out(cache.prefix(t));
     }
-    let (text, len) = hex_address(obj as usize, b">");
-    // SAFETY: `hex_address` writes ASCII only.
+    let (text, len) = address_closing(obj as usize);
+    // SAFETY: `address_closing` writes ASCII only.
     out(unsafe { std::str::from_utf8_unchecked(&text[..len]) });
 }
 
@@ -464,45 +465,43 @@ unsafe fn object_form(obj: *mut ffi::PyObject, out: &mut impl FnMut(&str)) {
 /// type's.
 #[derive(Default)]
 struct PrefixCache {
-    by_type: rustc_hash::FxHashMap<usize, (std::sync::Arc<str>, crate::weak::Weak)>,
-    last: crate::weak::LastType<std::sync::Arc<str>>,
+    by_type: PrefixesByType,
+    last: crate::weak::LastType<Arc<str>>,
 }
+
+type PrefixesByType = rustc_hash::FxHashMap<usize, (Arc<str>, crate::weak::Weak)>;
 
 impl PrefixCache {
     /// # Safety
     /// GIL held, `t` a live type.
     unsafe fn prefix(&mut self, t: *mut ffi::PyTypeObject) -> &str {
+        let by_type = &mut self.by_type;
         // SAFETY: forwarded.
-        unsafe {
-            if self.last.get(t).is_none() {
-                let prefix = self.lookup(t, t as usize);
-                return self.last.set(t, prefix);
-            }
-            self.last.get(t).map_or("", |prefix| prefix)
-        }
+        unsafe { self.last.get_or_insert_with(t, || prefix_of(by_type, t)) }
     }
+}
 
-    /// # Safety
-    /// As [`PrefixCache::prefix`].
-    unsafe fn lookup(&mut self, t: *mut ffi::PyTypeObject, key: usize) -> std::sync::Arc<str> {
-        match self.by_type.get(&key) {
-            Some((prefix, weak)) if weak.is(key) => prefix.clone(),
-            _ => {
-                if self.by_type.len() >= MAX_OBJECT_PREFIXES {
-                    self.by_type.clear();
-                }
-                // SAFETY: forwarded.
-                let prefix: std::sync::Arc<str> = unsafe { object_prefix(t) }.into();
-                // SAFETY: GIL held; `t` is alive.
-                let type_object = unsafe {
-                    pyo3::Bound::from_borrowed_ptr(pyo3::Python::assume_attached(), t.cast())
-                };
-                let weak = crate::weak::Weak::new(&type_object);
-                self.by_type.insert(key, (prefix.clone(), weak));
-                prefix
-            }
-        }
+/// The prefix for instances of `t`, from the cache or composed.
+///
+/// # Safety
+/// GIL held, `t` a live type.
+unsafe fn prefix_of(by_type: &mut PrefixesByType, t: *mut ffi::PyTypeObject) -> Arc<str> {
+    let key = t as usize;
+    if let Some((prefix, weak)) = by_type.get(&key)
+        && weak.is(key)
+    {
+        return prefix.clone();
     }
+    if by_type.len() >= MAX_OBJECT_PREFIXES {
+        by_type.clear();
+    }
+    // SAFETY: forwarded.
+    let prefix: Arc<str> = unsafe { object_prefix(t) }.into();
+    // SAFETY: GIL held; `t` is alive.
+    let type_object =
+        unsafe { pyo3::Bound::from_borrowed_ptr(pyo3::Python::assume_attached(), t.cast()) };
+    by_type.insert(key, (prefix.clone(), crate::weak::Weak::new(&type_object)));
+    prefix
 }
 
 static OBJECT_PREFIXES: GilProtected<Option<PrefixCache>> =
@@ -551,18 +550,17 @@ unsafe fn object_prefix(t: *mut ffi::PyTypeObject) -> String {
     }
 }
 
-/// `0x…` in lowercase hex, as `%p` prints an address, then `end`
-/// (at most one character): ASCII bytes and their length.
-fn hex_address(address: usize, end: &[u8]) -> ([u8; 19], usize) {
+/// `0x…>`: the address in lowercase hex, as `%p` prints it, and the `>`
+/// closing an object's repr; ASCII bytes and their length.
+fn address_closing(address: usize) -> ([u8; 19], usize) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut text = *b"0x0000000000000000?";
+    let mut text = *b"0x0000000000000000>";
     let width = (usize::BITS - address.leading_zeros()).div_ceil(4).max(1) as usize;
     for (i, digit) in text[2..2 + width].iter_mut().rev().enumerate() {
         *digit = DIGITS[(address >> (4 * i)) & 0xf];
     }
-    let end = &end[..end.len().min(1)];
-    text[2 + width..2 + width + end.len()].copy_from_slice(end);
-    (text, 2 + width + end.len())
+    text[2 + width] = b'>';
+    (text, 3 + width)
 }
 
 /// `<module 'name' from 'file'>`, `<module 'name' (built-in)>` or
@@ -1499,12 +1497,12 @@ impl Tail {
 
 #[cfg(test)]
 mod tests {
-    use super::hex_address;
+    use super::address_closing;
 
     #[test]
     fn addresses_print_as_pointers_do() {
         for address in [0usize, 1, 0xf, 0x10, 0x7f12_3456_789a, usize::MAX] {
-            let (text, len) = hex_address(address, b">");
+            let (text, len) = address_closing(address);
             let expected = format!("{:p}>", address as *const u8);
             assert_eq!(&text[..len], expected.as_bytes());
         }

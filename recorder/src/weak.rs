@@ -84,6 +84,26 @@ impl<T> LastType<T> {
         }
     }
 
+    /// What was remembered for `t`, or `make()`'s value, remembered.
+    ///
+    /// # Safety
+    /// GIL held, `t` a live type.
+    #[inline]
+    pub(crate) unsafe fn get_or_insert_with(
+        &mut self,
+        t: *mut ffi::PyTypeObject,
+        make: impl FnOnce() -> T,
+    ) -> &T {
+        // SAFETY: reading a live type's tag.
+        let tag = unsafe { (*t).tp_version_tag };
+        let key = t as usize;
+        let hit = matches!(&self.last, Some((k, g, _)) if *k == key && *g == tag && tag != 0);
+        if !hit {
+            self.last = None;
+        }
+        &self.last.get_or_insert_with(|| (key, tag, make())).2
+    }
+
     /// Remembers `value` for `t`; returns it.
     ///
     /// # Safety
@@ -119,6 +139,13 @@ mod tests {
             a.tp_version_tag = 0; // no tag: never trusted
             assert_eq!(*last.set(&mut a, 2), 2);
             assert!(last.get(&mut a).is_none());
+            b.tp_version_tag = 11;
+            assert_eq!(*last.get_or_insert_with(&mut b, || 3), 3);
+            assert_eq!(
+                *last.get_or_insert_with(&mut b, || 4),
+                3,
+                "kept, not made again"
+            );
         }
     }
 }
