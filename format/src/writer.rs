@@ -7,6 +7,11 @@
 //! length. Every round ends with the file's buffers handed to the OS, so a
 //! process that is killed loses only what had not reached the writer yet.
 //!
+//! Written batches come back emptied, their allocations kept: the caller
+//! takes one with [`TraceWriter::spare_batch`] instead of allocating (a fresh
+//! batch of 65,536 events is ~4 MB of pages the kernel must fault in one by
+//! one on the recording thread).
+//!
 //! Metadata (strings, code objects, threads, sources) defined through the
 //! writer is queued ahead of the next batch, so it always precedes its first
 //! use in the file. The first I/O error stops the writer; every later call
@@ -48,6 +53,9 @@ impl Default for WriterOptions {
     }
 }
 
+/// Emptied batches kept for reuse at most.
+const MAX_SPARE_BATCHES: usize = 2;
+
 /// What a finished writer wrote.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WriteSummary {
@@ -71,6 +79,7 @@ pub struct TraceWriter {
     sender: Option<SyncSender<Job>>,
     worker: Option<JoinHandle<()>>,
     failure: Arc<Mutex<Option<String>>>,
+    spares: Arc<Mutex<Vec<EventBatch>>>,
     pending: PendingMetadata,
     next_string: u32,
     next_code: u32,
@@ -106,6 +115,7 @@ impl TraceWriter {
                 .max_chunk_events
                 .clamp(1, crate::chunk::MAX_CHUNK_ROWS),
             pool: None,
+            spares: Arc::default(),
         };
         worker.write_all(&prelude(crate::FORMAT_MINOR))?;
         worker.write_block(BlockKind::Header, &header.encode(crate::FORMAT_MINOR))?;
@@ -113,6 +123,7 @@ impl TraceWriter {
         let (sender, receiver) = sync_channel(options.queue_depth.max(1));
         let failure = Arc::new(Mutex::new(None));
         let worker_failure = Arc::clone(&failure);
+        let spares = Arc::clone(&worker.spares);
         let handle = std::thread::Builder::new()
             .name("chronolog-writer".into())
             .spawn(move || worker.run(receiver, worker_failure))
@@ -122,6 +133,7 @@ impl TraceWriter {
             sender: Some(sender),
             worker: Some(handle),
             failure,
+            spares,
             pending: PendingMetadata::default(),
             next_string: 0,
             next_code: 0,
@@ -174,6 +186,13 @@ impl TraceWriter {
             self.send(Job::Batch(Box::new(batch)))?;
         }
         Ok(())
+    }
+
+    /// An empty batch the writer is done with, its allocations kept, if one
+    /// is ready.
+    pub fn spare_batch(&self) -> Option<EventBatch> {
+        let mut spares = self.spares.try_lock().ok()?;
+        spares.pop()
     }
 
     /// Returns once everything queued so far has been handed to the OS.
@@ -268,6 +287,8 @@ struct Worker {
     /// rayon's global pool: a process forked after that pool started has
     /// its bookkeeping but none of its threads, and would wait forever.
     pool: Option<rayon::ThreadPool>,
+    /// Written batches, emptied, for [`TraceWriter::spare_batch`].
+    spares: Arc<Mutex<Vec<EventBatch>>>,
 }
 
 enum Encoded {
@@ -373,10 +394,23 @@ impl Worker {
                     let _ = reply.send(summary);
                     keep_going = false;
                 }
-                Job::Metadata(_) | Job::Batch(_) => {}
+                Job::Batch(batch) => self.keep_spare(batch),
+                Job::Metadata(_) => {}
             }
         }
         Ok(keep_going)
+    }
+
+    /// Empties a written batch and keeps it for the caller, up to
+    /// [`MAX_SPARE_BATCHES`].
+    fn keep_spare(&self, mut batch: Box<EventBatch>) {
+        let Ok(mut spares) = self.spares.lock() else {
+            return;
+        };
+        if spares.len() < MAX_SPARE_BATCHES {
+            batch.clear();
+            spares.push(*batch);
+        }
     }
 
     fn finish(&mut self) -> Result<WriteSummary> {

@@ -84,7 +84,9 @@ fn write(rows: &[Row], batch_size: usize, chunk_events: usize, path: &std::path:
     }
     let mut ts = 0;
     for (start, group) in rows.chunks(batch_size).enumerate() {
-        let mut batch = EventBatch::default();
+        // Written batches come back emptied: reusing them must not leak rows.
+        let mut batch = writer.spare_batch().unwrap_or_default();
+        assert!(batch.is_empty() && batch.var_len() == 0 && batch.values.is_empty());
         for (offset, row) in group.iter().enumerate() {
             ts += row.event.ts_ns;
             let mut event = row.event;
@@ -142,4 +144,24 @@ proptest! {
             .collect();
         prop_assert_eq!(vars, expected);
     }
+}
+
+#[test]
+fn written_batches_come_back_empty_with_their_allocations() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("t.clog");
+    let mut writer = TraceWriter::create(&path, &HeaderInfo::default(), WriterOptions::default())
+        .expect("create");
+    writer.define_thread(ThreadMeta::default());
+    writer.define_code(CodeInfo::default());
+    let mut batch = EventBatch::with_capacity(1000, 10);
+    batch.values.push("a value");
+    batch.push_event(&Event::default());
+    writer.write_batch(batch).expect("write");
+    writer.flush().expect("flush");
+    let spare = writer.spare_batch().expect("the written batch, emptied");
+    assert!(spare.is_empty() && spare.values.is_empty() && spare.checkpoint.is_none());
+    assert!(spare.seq.capacity() >= 1000);
+    assert!(writer.spare_batch().is_none());
+    writer.finish().expect("finish");
 }

@@ -1503,7 +1503,9 @@ impl Recording {
         }
         self.last_flush_ns = ts;
         self.clock.reanchor();
-        let next = EventBatch::with_capacity(BATCH_EVENTS, BATCH_EVENTS / 2);
+        let next = self.writer.spare_batch();
+        let next =
+            next.unwrap_or_else(|| EventBatch::with_capacity(BATCH_EVENTS, BATCH_EVENTS / 2));
         let batch = std::mem::replace(&mut self.batch, next);
         self.checkpoint();
         self.writer.write_batch(batch).map_err(|e| e.to_string())
@@ -1584,16 +1586,29 @@ struct EventSite {
     site: Site,
 }
 
-/// Number of frames in an exception's traceback (1 at its first raise).
+/// Number of frames in an exception's traceback, counted up to 2 (1 at
+/// its first raise). Read from the C structures: looking the attributes up
+/// by name cost ~1,400 instructions per raise.
 fn traceback_len(exc: &Bound<'_, PyAny>) -> usize {
-    let mut n = 0;
-    let mut tb = exc.getattr("__traceback__").ok();
-    while let Some(t) = tb.filter(|t| !t.is_none()) {
-        n += 1;
-        if n > 1 {
-            break;
+    // SAFETY: GIL held (a Bound); the traceback is checked to be a
+    // traceback object before its C fields are read, and the new reference
+    // from PyException_GetTraceback is released.
+    unsafe {
+        if ffi::PyExceptionInstance_Check(exc.as_ptr()) == 0 {
+            return 0;
         }
-        tb = t.getattr("tb_next").ok();
+        let tb = ffi::PyException_GetTraceback(exc.as_ptr());
+        if tb.is_null() {
+            return 0;
+        }
+        let n = if ffi::PyTraceBack_Check(tb) == 0 {
+            0
+        } else if (*tb.cast::<ffi::PyTracebackObject>()).tb_next.is_null() {
+            1
+        } else {
+            2
+        };
+        ffi::Py_DecRef(tb);
+        n
     }
-    n
 }

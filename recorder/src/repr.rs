@@ -56,12 +56,16 @@ pub(crate) unsafe fn short_repr(obj: *mut ffi::PyObject, options: ReprOptions, o
     } else {
         max_len + 1
     };
+    let t = type_of(obj);
+    // SAFETY: forwarded from the caller.
+    if unsafe { put_scalar(obj, t, max_len, out) } {
+        return;
+    }
     // The head is rendered straight after what `out` holds (no buffer of
     // its own to allocate and copy).
     let start = out.len();
     // Only containers use the stack: scalars and objects, most values,
     // leave the buffers where they are.
-    let t = type_of(obj);
     let container = t == &raw mut ffi::PyList_Type
         || t == &raw mut ffi::PyTuple_Type
         || t == &raw mut ffi::PyDict_Type
@@ -104,6 +108,49 @@ pub(crate) unsafe fn short_repr(obj: *mut ffi::PyObject, options: ReprOptions, o
     unsafe { tail.render(obj) };
     tail.finish_into(out, &mut buffers);
     BUFFERS.set(buffers);
+}
+
+/// The longest repr of a float (`-2.2250738585072014e-308`).
+const MAX_FLOAT_REPR: usize = 24;
+
+/// Writes the repr of an `int` that fits 64 bits, a `float`, `None`,
+/// `True` or `False` straight into `out` — the commonest values, for which
+/// the general renderer's bookkeeping costs more than the digits — when it
+/// surely fits `max_len`. False (nothing written) for any other value.
+///
+/// # Safety
+/// GIL held, `obj` valid, `t` its type.
+unsafe fn put_scalar(
+    obj: *mut ffi::PyObject,
+    t: *mut ffi::PyTypeObject,
+    max_len: usize,
+    out: &mut String,
+) -> bool {
+    if max_len != 0 && max_len < MAX_FLOAT_REPR {
+        return false;
+    }
+    // SAFETY: addresses of static types and singletons; `obj` is of type `t`.
+    unsafe {
+        if t == &raw mut ffi::PyLong_Type {
+            let Some(value) = small_int(obj) else {
+                return false;
+            };
+            push_int(out, value);
+        } else if t == &raw mut ffi::PyFloat_Type {
+            push_float(out, ffi::PyFloat_AS_DOUBLE(obj));
+        } else if obj == ffi::Py_None() {
+            out.push_str("None");
+        } else if t == &raw mut ffi::PyBool_Type {
+            out.push_str(if obj == ffi::Py_True() {
+                "True"
+            } else {
+                "False"
+            });
+        } else {
+            return false;
+        }
+    }
+    true
 }
 
 /// Buffers one cut repr's rendering leaves for the next (emptied): rendering
@@ -871,7 +918,7 @@ impl Head {
                     None => self.put(&big_int_repr(obj)),
                 },
                 Kind::Float => {
-                    let value = ffi::PyFloat_AsDouble(obj);
+                    let value = ffi::PyFloat_AS_DOUBLE(obj);
                     self.put_written(24, |text| push_float(text, value));
                 }
                 Kind::Str => {
