@@ -2,11 +2,13 @@
 //! state, with PySnooper's semantics (contract §3).
 //!
 //! A value is rendered only when it may have changed: a local bound to the
-//! same object as before is skipped outright when its repr is fixed by its
-//! identity (scalars, `<Type object at 0x…>` objects), and containers are
-//! compared through a [`fingerprint`] of the identities of everything their
-//! cut repr shows, so an unchanged list is not rendered again while an
-//! in-place mutation is still seen.
+//! same object as before, with the same [`identity_stamp`], is skipped
+//! outright when its repr is fixed by its identity (scalars, `<Type object
+//! at 0x…>` objects), and containers are compared through a [`fingerprint`]
+//! of everything their cut repr shows, so an unchanged list is not rendered
+//! again while an in-place mutation is still seen. No reference to a value
+//! is kept, so an address alone proves nothing: a freed value's address is
+//! soon given to another value.
 
 use chronolog_format::{EventBatch, TraceWriter, VarChange, VarRecord};
 use pyo3::ffi;
@@ -14,7 +16,7 @@ use pyo3::prelude::*;
 use rustc_hash::FxHashMap;
 
 use crate::names::Names;
-use crate::repr::{ReprOptions, repr_fixed_by_identity, short_repr};
+use crate::repr::{ReprOptions, identity_stamp, repr_fixed_by_identity, short_repr};
 
 /// What a redacted variable's value is recorded as.
 pub(crate) const REDACTED: &str = "<redacted>";
@@ -33,6 +35,9 @@ pub(crate) struct Shadow {
     /// `repr_fixed_by_identity`): while the variable holds that object,
     /// nothing is to compare.
     fixed: bool,
+    /// For such objects: their [`identity_stamp`], which tells them from
+    /// another object later made at the same address.
+    stamp: u64,
 }
 
 impl Shadow {
@@ -99,7 +104,12 @@ impl VarSink<'_> {
         value: *mut ffi::PyObject,
         name: u32,
     ) {
-        if previous.fixed && previous.bound && previous.object == value as usize {
+        if previous.fixed
+            && previous.bound
+            && previous.object == value as usize
+            // SAFETY: forwarded (`value` is not null: `object` never is).
+            && unsafe { identity_stamp(value, self.repr.max_len) } == previous.stamp
+        {
             return;
         }
         // SAFETY: forwarded.
@@ -157,9 +167,14 @@ impl VarSink<'_> {
         // their own `__repr__` is called) any object but plain scalars.
         // SAFETY: forwarded from the caller.
         let mutable = unsafe { !repr_fixed_by_identity(value, self.repr.user_code) };
+        let stamp = if mutable {
+            0
+        } else {
+            // SAFETY: as above.
+            unsafe { identity_stamp(value, self.repr.max_len) }
+        };
         let same_object = previous.bound && previous.object == value as usize;
-        if same_object && !mutable {
-            previous.fixed = true;
+        if same_object && !mutable && previous.fixed && previous.stamp == stamp {
             return;
         }
         let fingerprint = if mutable {
@@ -184,6 +199,7 @@ impl VarSink<'_> {
             previous.object = value as usize;
             previous.fingerprint = fingerprint;
             previous.fixed = !mutable;
+            previous.stamp = stamp;
             return;
         } else {
             VarChange::Modified
@@ -192,6 +208,7 @@ impl VarSink<'_> {
         previous.object = value as usize;
         previous.fingerprint = fingerprint;
         previous.fixed = !mutable;
+        previous.stamp = stamp;
         // The new text becomes the shadow's; the old one's buffer becomes
         // the scratch (cleared before its next use).
         std::mem::swap(&mut previous.repr, self.scratch);
@@ -256,10 +273,11 @@ pub(crate) unsafe fn diff_namespace(
     }
 }
 
-/// A hash of everything a container's cut repr can show — the identities
-/// of its items, recursively through nested lists, tuples, dicts and sets,
-/// and their lengths. Immutable scalars and objects shown as `<Type object
-/// at 0x…>` have reprs fixed by their identity, so equal fingerprints of the
+/// A hash of everything a container's cut repr can show — the types and
+/// identities of its items (of scalars, their [`identity_stamp`]), recursively
+/// through nested lists, tuples, dicts and sets, and their lengths.
+/// Immutable scalars and objects shown as `<Type object at 0x…>` have
+/// reprs fixed by their identity and stamp, so equal fingerprints of the
 /// same object mean an equal repr and the repr is not rendered again.
 ///
 /// A repr cut to `max_repr` characters shows its first `left` and last
@@ -288,6 +306,7 @@ unsafe fn fingerprint(value: *mut ffi::PyObject, repr: ReprOptions) -> Option<u6
         backwards: false,
         hash: 0x9e37_79b9_7f4a_7c15u64,
         user_code: repr.user_code,
+        max_len: repr.max_len,
     };
     // SAFETY: forwarded.
     match unsafe { fingerprint_into(value, &mut walk, 0) } {
@@ -327,6 +346,8 @@ struct Walk {
     hash: u64,
     /// See [`ReprOptions::user_code`].
     user_code: bool,
+    /// See [`ReprOptions::max_len`] (for [`identity_stamp`]).
+    max_len: usize,
 }
 
 fn mix(hash: &mut u64, word: u64) {
@@ -342,10 +363,11 @@ unsafe fn fingerprint_into(value: *mut ffi::PyObject, walk: &mut Walk, depth: us
     if depth > 32 {
         return Coverage::Unknown;
     }
-    mix(&mut walk.hash, value as u64);
     // SAFETY: items are borrowed from their containers while no code runs.
     unsafe {
         let t = ffi::Py_TYPE(value);
+        // The type too: a list and a tuple of the same items differ.
+        mix(&mut walk.hash, value as u64 ^ (t as u64).rotate_left(32));
         if t == &raw mut ffi::PyList_Type || t == &raw mut ffi::PyTuple_Type {
             let tuple = t == &raw mut ffi::PyTuple_Type;
             let len = if tuple {
@@ -373,7 +395,8 @@ unsafe fn fingerprint_into(value: *mut ffi::PyObject, walk: &mut Walk, depth: us
                 let coverage = match plain_scalar_width(item) {
                     Some(width) => {
                         if walk.use_more(width) {
-                            mix(&mut walk.hash, item as u64);
+                            // The value, not the address (see `identity_stamp`).
+                            mix(&mut walk.hash, identity_stamp(item, walk.max_len));
                             Coverage::Whole
                         } else {
                             Coverage::Prefix
@@ -467,6 +490,7 @@ unsafe fn fingerprint_into(value: *mut ffi::PyObject, walk: &mut Walk, depth: us
                 Coverage::Prefix
             }
         } else if repr_fixed_by_identity(value, walk.user_code) {
+            mix(&mut walk.hash, identity_stamp(value, walk.max_len));
             walk.use_chars(plain_scalar_width(value).unwrap_or(1));
             Coverage::Whole
         } else {
