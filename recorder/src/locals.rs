@@ -16,7 +16,10 @@ use pyo3::prelude::*;
 use rustc_hash::FxHashMap;
 
 use crate::names::Names;
-use crate::repr::{ReprOptions, identity_stamp, repr_fixed_by_identity, short_repr};
+use crate::repr::{
+    ReprOptions, cached_float_repr_len, identity_stamp, int_repr_width, repr_fixed_by_identity,
+    short_repr,
+};
 
 /// What a redacted variable's value is recorded as.
 pub(crate) const REDACTED: &str = "<redacted>";
@@ -538,18 +541,23 @@ impl Walk {
 }
 
 /// For immutable scalars whose repr is fixed by their identity (int,
-/// float, str, bytes, bool, None): the fewest characters their repr takes.
+/// float, str, bytes, bool, None): the fewest characters their repr takes
+/// (for a float rendered lately, exactly how many; the closer the count,
+/// the fewer items a walk visits).
 ///
 /// # Safety
 /// GIL held, `value` valid.
 unsafe fn plain_scalar_width(value: *mut ffi::PyObject) -> Option<usize> {
-    // SAFETY: comparing type pointers.
+    // SAFETY: comparing type pointers; fields of the value's exact type.
     unsafe {
         let t = ffi::Py_TYPE(value);
-        if t == &raw mut ffi::PyFloat_Type || t == &raw mut ffi::PyBytes_Type {
-            Some(3) // `0.0`, `inf`, `b''`
+        if t == &raw mut ffi::PyFloat_Type {
+            let value = ffi::PyFloat_AS_DOUBLE(value);
+            Some(cached_float_repr_len(value).unwrap_or(3)) // `0.0`, `inf`
+        } else if t == &raw mut ffi::PyBytes_Type {
+            Some(3) // `b''`
         } else if t == &raw mut ffi::PyLong_Type {
-            Some(1)
+            Some(int_repr_width(value))
         } else if t == &raw mut ffi::PyUnicode_Type {
             Some(2) // the quotes
         } else if t == &raw mut ffi::PyBool_Type || value == ffi::Py_None() {

@@ -58,7 +58,7 @@ pub(crate) unsafe fn short_repr(obj: *mut ffi::PyObject, options: ReprOptions, o
     };
     let t = type_of(obj);
     // SAFETY: forwarded from the caller.
-    if unsafe { put_scalar(obj, t, max_len, out) } {
+    if unsafe { put_simple(obj, t, options, out) } {
         return;
     }
     // The head is rendered straight after what `out` holds (no buffer of
@@ -114,23 +114,40 @@ pub(crate) unsafe fn short_repr(obj: *mut ffi::PyObject, options: ReprOptions, o
 const MAX_FLOAT_REPR: usize = 24;
 
 /// Writes the repr of an `int` that fits 64 bits, a `float`, `None`,
-/// `True` or `False` straight into `out` — the commonest values, for which
-/// the general renderer's bookkeeping costs more than the digits — when it
-/// surely fits `max_len`. False (nothing written) for any other value.
+/// `True`, `False` or an object of the program's classes (`<Type object at
+/// 0x…>`) straight into `out` — the commonest values, for which the general
+/// renderer's bookkeeping costs more than the text — when it surely fits
+/// the cut. False (nothing written) for any other value.
 ///
 /// # Safety
 /// GIL held, `obj` valid, `t` its type.
-unsafe fn put_scalar(
+unsafe fn put_simple(
     obj: *mut ffi::PyObject,
     t: *mut ffi::PyTypeObject,
-    max_len: usize,
+    options: ReprOptions,
     out: &mut String,
 ) -> bool {
-    if max_len != 0 && max_len < MAX_FLOAT_REPR {
-        return false;
-    }
-    // SAFETY: addresses of static types and singletons; `obj` is of type `t`.
+    let max_len = options.max_len;
+    // SAFETY: addresses of static types and singletons; `obj` is of type `t`;
+    // the prefix cache as in `object_form`.
     unsafe {
+        if (*t).tp_flags & ffi::Py_TPFLAGS_HEAPTYPE != 0 {
+            if options.user_code || ffi::PyExceptionInstance_Check(obj) != 0 {
+                return false;
+            }
+            return object_parts(obj, |prefix, closing| {
+                // Bytes count at least the characters.
+                let fits = max_len == 0 || prefix.len() + closing.len() <= max_len;
+                if fits {
+                    out.push_str(prefix);
+                    out.push_str(closing);
+                }
+                fits
+            });
+        }
+        if max_len != 0 && max_len < MAX_FLOAT_REPR {
+            return false;
+        }
         if t == &raw mut ffi::PyLong_Type {
             let Some(value) = small_int(obj) else {
                 return false;
@@ -343,7 +360,11 @@ pub(crate) unsafe fn identity_stamp(obj: *mut ffi::PyObject, max_len: usize) -> 
     // SAFETY: fields read are those of `obj`'s exact type.
     unsafe {
         let t = type_of(obj);
-        if t == &raw mut ffi::PyLong_Type {
+        if (*t).tp_flags & ffi::Py_TPFLAGS_HEAPTYPE != 0 {
+            // An object of the program's classes (`<Type object at 0x…>`):
+            // the commonest case, one flag test.
+            t as u64
+        } else if t == &raw mut ffi::PyLong_Type {
             int_stamp(obj)
         } else if t == &raw mut ffi::PyFloat_Type {
             ffi::PyFloat_AS_DOUBLE(obj).to_bits()
@@ -385,6 +406,37 @@ unsafe fn int_stamp(obj: *mut ffi::PyObject) -> u64 {
         }
         stamp
     }
+}
+
+/// The fewest characters the repr of an `int` takes: exact below 2^30
+/// (one digit), else 10.
+///
+/// # Safety
+/// GIL held, `obj` an exact int.
+pub(crate) unsafe fn int_repr_width(obj: *mut ffi::PyObject) -> usize {
+    // SAFETY: as in `int_stamp`.
+    unsafe {
+        let base = obj.cast::<u8>();
+        let size = base.add(16).cast::<u64>().read_unaligned();
+        #[cfg(Py_3_12)]
+        let (digits, negative) = (size >> 3, size & 3 == 2);
+        #[cfg(not(Py_3_12))]
+        let (digits, negative) = ((size as i64).unsigned_abs(), (size as i64) < 0);
+        if digits > 1 {
+            return 10;
+        }
+        let digit = base.add(24).cast::<u32>().read_unaligned();
+        digit.checked_ilog10().unwrap_or(0) as usize + 1 + usize::from(negative)
+    }
+}
+
+/// The length of a float's repr if it is in the cache (see `push_float`).
+pub(crate) fn cached_float_repr_len(value: f64) -> Option<usize> {
+    let bits = value.to_bits();
+    FLOAT_REPRS.with_borrow(|cache| {
+        let entry = &cache[float_slot(bits)];
+        (entry.len > 0 && entry.bits == bits).then_some(entry.len)
+    })
 }
 
 /// `str` and `bytes`: length, kind and a hash of the bytes at both ends
@@ -612,17 +664,32 @@ unsafe fn user_repr(obj: *mut ffi::PyObject) -> String {
 /// # Safety
 /// GIL held, `obj` valid.
 unsafe fn object_form(obj: *mut ffi::PyObject, out: &mut impl FnMut(&str)) {
-    // SAFETY: the GIL is held, so this is the only access to the cache (no
-    // Python code runs while it is borrowed); the prefixes' types are kept
-    // alive.
+    // SAFETY: forwarded.
     unsafe {
-        let t = type_of(obj);
-        let cache = (*OBJECT_PREFIXES.0.get()).get_or_insert_with(Default::default);
-        out(cache.prefix(t));
+        object_parts(obj, |prefix, closing| {
+            out(prefix);
+            out(closing);
+        })
     }
+}
+
+/// Calls `with` on the two parts of `obj`'s object form: `<module.QualName
+/// object at ` and `0x…>`.
+///
+/// # Safety
+/// GIL held, `obj` valid.
+unsafe fn object_parts<R>(obj: *mut ffi::PyObject, with: impl FnOnce(&str, &str) -> R) -> R {
     let (text, len) = address_closing(obj as usize);
-    // SAFETY: `address_closing` writes ASCII only.
-    out(unsafe { std::str::from_utf8_unchecked(&text[..len]) });
+    // SAFETY: the GIL is held, so this is the only access to the cache (no
+    // Python code runs while it is borrowed); `address_closing` writes
+    // ASCII only.
+    unsafe {
+        let cache = (*OBJECT_PREFIXES.0.get()).get_or_insert_with(Default::default);
+        with(
+            cache.prefix(type_of(obj)),
+            std::str::from_utf8_unchecked(&text[..len]),
+        )
+    }
 }
 
 /// `object_form` prefixes by type address (see `weak.rs`), and the last
@@ -1292,7 +1359,7 @@ fn push_int(out: &mut String, value: i64) -> usize {
 /// decimal (`1e-05`, `1e+16`, `0.0001`, `100.0`).
 pub(crate) fn push_float(out: &mut String, value: f64) {
     let bits = value.to_bits();
-    let slot = (bits.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - FLOAT_REPRS_BITS)) as usize;
+    let slot = float_slot(bits);
     let hit = FLOAT_REPRS.with_borrow(|cache| {
         let entry = &cache[slot];
         let hit = entry.len > 0 && entry.bits == bits;
@@ -1320,6 +1387,11 @@ pub(crate) fn push_float(out: &mut String, value: f64) {
 
 /// Slots of the float repr cache: 2^8 (8 KB per thread).
 const FLOAT_REPRS_BITS: u32 = 8;
+
+/// The cache slot of a float's bits.
+fn float_slot(bits: u64) -> usize {
+    (bits.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - FLOAT_REPRS_BITS)) as usize
+}
 
 /// One remembered float repr; `len` 0 is an empty slot (no repr is empty).
 #[derive(Clone, Copy)]
