@@ -7,10 +7,13 @@
 //! length. Every round ends with the file's buffers handed to the OS, so a
 //! process that is killed loses only what had not reached the writer yet.
 //!
-//! Written batches come back emptied, their allocations kept: the caller
-//! takes one with [`TraceWriter::spare_batch`] instead of allocating (a fresh
-//! batch of 65,536 events is ~4 MB of pages the kernel must fault in one by
-//! one on the recording thread).
+//! A producer on a hot path hands over a [`RowBatch`] (events as rows)
+//! with [`TraceWriter::write_rows`]: the rows become columns, and are
+//! checked, on the background thread. Written row batches come back
+//! emptied, their allocations kept: the caller takes one with
+//! [`TraceWriter::spare_rows`] instead of allocating (a fresh batch of
+//! 65,536 events is ~4 MB of pages the kernel must fault in one by one on
+//! the recording thread).
 //!
 //! Metadata (strings, code objects, threads, sources) defined through the
 //! writer is queued ahead of the next batch, so it always precedes its first
@@ -30,7 +33,7 @@ use rayon::prelude::*;
 use crate::block::{BlockKind, block_header, prelude, trailer};
 use crate::chunk::{ChunkStats, encode_chunk};
 use crate::error::{FormatError, Result};
-use crate::event::EventBatch;
+use crate::event::{EventBatch, RowBatch};
 use crate::footer::{ChunkEntry, Footer};
 use crate::header::HeaderInfo;
 use crate::metadata::{CodeInfo, PendingMetadata, ThreadMeta};
@@ -53,6 +56,15 @@ impl Default for WriterOptions {
     }
 }
 
+/// How many threads, code objects and strings were defined: the ids a
+/// batch may use.
+#[derive(Clone, Copy, Debug)]
+struct Defined {
+    threads: u32,
+    codes: u32,
+    strings: u32,
+}
+
 /// Emptied batches kept for reuse at most.
 const MAX_SPARE_BATCHES: usize = 2;
 
@@ -68,6 +80,8 @@ pub struct WriteSummary {
 enum Job {
     Metadata(PendingMetadata),
     Batch(Box<EventBatch>),
+    /// Rows not yet checked, with the ids defined when they were queued.
+    Rows(Box<RowBatch>, Defined),
     Sync(SyncSender<()>),
     Finish(SyncSender<WriteSummary>),
 }
@@ -79,11 +93,22 @@ pub struct TraceWriter {
     sender: Option<SyncSender<Job>>,
     worker: Option<JoinHandle<()>>,
     failure: Arc<Mutex<Option<String>>>,
-    spares: Arc<Mutex<Vec<EventBatch>>>,
+    spares: Arc<Mutex<Vec<RowBatch>>>,
     pending: PendingMetadata,
     next_string: u32,
     next_code: u32,
     next_thread: u32,
+}
+
+impl Job {
+    /// The events a job carries (rows already turned into columns).
+    fn batch(&self) -> Option<&EventBatch> {
+        match self {
+            Job::Batch(batch) => Some(batch),
+            Job::Rows(rows, _) => Some(&rows.batch),
+            Job::Metadata(_) | Job::Sync(_) | Job::Finish(_) => None,
+        }
+    }
 }
 
 impl std::fmt::Debug for Job {
@@ -91,6 +116,7 @@ impl std::fmt::Debug for Job {
         f.write_str(match self {
             Job::Metadata(_) => "Metadata",
             Job::Batch(_) => "Batch",
+            Job::Rows(..) => "Rows",
             Job::Sync(_) => "Sync",
             Job::Finish(_) => "Finish",
         })
@@ -180,7 +206,7 @@ impl TraceWriter {
     /// Queues a batch for writing; blocks while the queue is full.
     pub fn write_batch(&mut self, batch: EventBatch) -> Result<()> {
         batch.validate().map_err(FormatError::InvalidBatch)?;
-        self.check_ids(&batch)?;
+        check_ids(&batch, self.defined())?;
         self.send_pending()?;
         if !batch.is_empty() {
             self.send(Job::Batch(Box::new(batch)))?;
@@ -188,11 +214,31 @@ impl TraceWriter {
         Ok(())
     }
 
-    /// An empty batch the writer is done with, its allocations kept, if one
-    /// is ready.
-    pub fn spare_batch(&self) -> Option<EventBatch> {
+    /// Queues events given as rows; blocks while the queue is full. The
+    /// batch is checked on the writer's thread: an invalid one stops the
+    /// writer, and the next call returns why.
+    pub fn write_rows(&mut self, rows: RowBatch) -> Result<()> {
+        self.send_pending()?;
+        if !rows.is_empty() {
+            let defined = self.defined();
+            self.send(Job::Rows(Box::new(rows), defined))?;
+        }
+        Ok(())
+    }
+
+    /// An empty row batch the writer is done with, its allocations kept,
+    /// if one is ready.
+    pub fn spare_rows(&self) -> Option<RowBatch> {
         let mut spares = self.spares.try_lock().ok()?;
         spares.pop()
+    }
+
+    fn defined(&self) -> Defined {
+        Defined {
+            threads: self.next_thread,
+            codes: self.next_code,
+            strings: self.next_string,
+        }
     }
 
     /// Returns once everything queued so far has been handed to the OS.
@@ -220,32 +266,6 @@ impl TraceWriter {
                 .map_err(|_| FormatError::Bug("the writer thread panicked".into()))?;
         }
         summary
-    }
-
-    fn check_ids(&self, batch: &EventBatch) -> Result<()> {
-        let undefined = |what: &str, max: Option<u32>, defined: u32| match max {
-            Some(id) if id >= defined => Err(FormatError::InvalidBatch(format!(
-                "{what} id {id} used before it was defined ({defined} defined)"
-            ))),
-            _ => Ok(()),
-        };
-        let ck = batch.checkpoint.iter();
-        let threads = batch.thread.iter().chain(
-            ck.clone()
-                .flat_map(|c| &c.thread)
-                .filter(|&&t| t != crate::Checkpoint::SUSPENDED),
-        );
-        undefined("thread", threads.copied().max(), self.next_thread)?;
-        let codes = batch.code.iter().chain(ck.clone().flat_map(|c| &c.code));
-        undefined("code", codes.copied().max(), self.next_code)?;
-        let names = batch.var_name.iter().chain(ck.flat_map(|c| &c.var_name));
-        undefined("string", names.copied().max(), self.next_string)?;
-        let type_ids = batch.arg_type.iter().chain(&batch.var_type).copied().max();
-        undefined(
-            "type-name string",
-            type_ids.and_then(|id| id.checked_sub(1)),
-            self.next_string,
-        )
     }
 
     fn send_pending(&mut self) -> Result<()> {
@@ -276,6 +296,33 @@ impl Drop for TraceWriter {
     }
 }
 
+/// Every thread, code and string id `batch` uses is defined.
+fn check_ids(batch: &EventBatch, defined: Defined) -> Result<()> {
+    let undefined = |what: &str, max: Option<u32>, defined: u32| match max {
+        Some(id) if id >= defined => Err(FormatError::InvalidBatch(format!(
+            "{what} id {id} used before it was defined ({defined} defined)"
+        ))),
+        _ => Ok(()),
+    };
+    let ck = batch.checkpoint.iter();
+    let threads = batch.thread.iter().chain(
+        ck.clone()
+            .flat_map(|c| &c.thread)
+            .filter(|&&t| t != crate::Checkpoint::SUSPENDED),
+    );
+    undefined("thread", threads.copied().max(), defined.threads)?;
+    let codes = batch.code.iter().chain(ck.clone().flat_map(|c| &c.code));
+    undefined("code", codes.copied().max(), defined.codes)?;
+    let names = batch.var_name.iter().chain(ck.flat_map(|c| &c.var_name));
+    undefined("string", names.copied().max(), defined.strings)?;
+    let type_ids = batch.arg_type.iter().chain(&batch.var_type).copied().max();
+    undefined(
+        "type-name string",
+        type_ids.and_then(|id| id.checked_sub(1)),
+        defined.strings,
+    )
+}
+
 /// The background thread's state.
 struct Worker {
     file: BufWriter<File>,
@@ -287,8 +334,8 @@ struct Worker {
     /// rayon's global pool: a process forked after that pool started has
     /// its bookkeeping but none of its threads, and would wait forever.
     pool: Option<rayon::ThreadPool>,
-    /// Written batches, emptied, for [`TraceWriter::spare_batch`].
-    spares: Arc<Mutex<Vec<EventBatch>>>,
+    /// Written row batches, emptied, for [`TraceWriter::spare_rows`].
+    spares: Arc<Mutex<Vec<RowBatch>>>,
 }
 
 enum Encoded {
@@ -306,7 +353,11 @@ impl Worker {
                 return;
             };
             round.push(first);
-            while round.len() < 32 && matches!(round.last(), Some(Job::Batch(_) | Job::Metadata(_)))
+            while round.len() < 32
+                && matches!(
+                    round.last(),
+                    Some(Job::Batch(_) | Job::Rows(..) | Job::Metadata(_))
+                )
             {
                 match jobs.try_recv() {
                     Ok(job) => round.push(job),
@@ -328,11 +379,19 @@ impl Worker {
 
     /// Encodes and writes one round of jobs; false once finished.
     fn process(&mut self, round: &mut Vec<Job>) -> Result<bool> {
+        for job in round.iter_mut() {
+            if let Job::Rows(rows, defined) = job {
+                rows.rows_to_columns();
+                rows.batch.validate().map_err(FormatError::InvalidBatch)?;
+                check_ids(&rows.batch, *defined)?;
+            }
+        }
         let mut tasks: Vec<(&Job, Range<usize>)> = Vec::new();
         for job in round.iter() {
-            match job {
-                Job::Metadata(_) => tasks.push((job, 0..0)),
-                Job::Batch(batch) => {
+            match job.batch() {
+                None if matches!(job, Job::Metadata(_)) => tasks.push((job, 0..0)),
+                None => {}
+                Some(batch) => {
                     let mut start = 0;
                     while start < batch.len() {
                         let end = (start + self.max_chunk_events).min(batch.len());
@@ -340,16 +399,15 @@ impl Worker {
                         start = end;
                     }
                 }
-                Job::Sync(_) | Job::Finish(_) => {}
             }
         }
-        let encode = |(job, range): (&Job, Range<usize>)| match job {
-            Job::Metadata(pending) => Some(Encoded::Metadata(pending.encode())),
-            Job::Batch(batch) => {
+        let encode = |(job, range): (&Job, Range<usize>)| match (job, job.batch()) {
+            (Job::Metadata(pending), _) => Some(Encoded::Metadata(pending.encode())),
+            (_, Some(batch)) => {
                 let (body, stats) = encode_chunk(batch, range);
                 Some(Encoded::Chunk(body, stats))
             }
-            Job::Sync(_) | Job::Finish(_) => None,
+            _ => None,
         };
         if self.pool.is_none() && tasks.len() > 1 {
             let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
@@ -394,8 +452,8 @@ impl Worker {
                     let _ = reply.send(summary);
                     keep_going = false;
                 }
-                Job::Batch(batch) => self.keep_spare(batch),
-                Job::Metadata(_) => {}
+                Job::Rows(rows, _) => self.keep_spare(rows),
+                Job::Batch(_) | Job::Metadata(_) => {}
             }
         }
         Ok(keep_going)
@@ -403,13 +461,13 @@ impl Worker {
 
     /// Empties a written batch and keeps it for the caller, up to
     /// [`MAX_SPARE_BATCHES`].
-    fn keep_spare(&self, mut batch: Box<EventBatch>) {
+    fn keep_spare(&self, mut rows: Box<RowBatch>) {
         let Ok(mut spares) = self.spares.lock() else {
             return;
         };
         if spares.len() < MAX_SPARE_BATCHES {
-            batch.clear();
-            spares.push(*batch);
+            rows.clear();
+            spares.push(*rows);
         }
     }
 

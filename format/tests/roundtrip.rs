@@ -4,7 +4,7 @@
 mod common;
 
 use chronolog_format::{
-    CodeInfo, Event, EventBatch, HeaderInfo, ThreadMeta, TraceReader, TraceWriter, VarRecord,
+    CodeInfo, Event, HeaderInfo, RowBatch, ThreadMeta, TraceReader, TraceWriter, VarRecord,
     WriterOptions,
 };
 use proptest::prelude::*;
@@ -84,17 +84,30 @@ fn write(rows: &[Row], batch_size: usize, chunk_events: usize, path: &std::path:
     }
     let mut ts = 0;
     for (start, group) in rows.chunks(batch_size).enumerate() {
-        // Written batches come back emptied: reusing them must not leak rows.
-        let mut batch = writer.spare_batch().unwrap_or_default();
-        assert!(batch.is_empty() && batch.var_len() == 0 && batch.values.is_empty());
+        // Every other batch goes as rows, in a batch the writer handed back
+        // emptied (reusing it must not leak anything written before).
+        let as_rows = start % 2 == 1;
+        let mut spare = if as_rows {
+            writer.spare_rows().unwrap_or_default()
+        } else {
+            RowBatch::default()
+        };
+        assert!(spare.is_empty() && spare.batch.is_empty() && spare.batch.var_len() == 0);
+        assert!(spare.batch.values.is_empty() && spare.batch.checkpoint.is_none());
         for (offset, row) in group.iter().enumerate() {
             ts += row.event.ts_ns;
             let mut event = row.event;
             event.seq = (start * batch_size + offset) as u64;
             event.ts_ns = ts;
+            let batch = &mut spare.batch;
             event.arg = row.arg.as_deref().map_or(0, |v| batch.values.push(v));
-            let index = batch.push_event(&event);
+            let index = if as_rows {
+                spare.push_event(event)
+            } else {
+                spare.batch.push_event(&event)
+            };
             for (name, change, value) in &row.vars {
+                let batch = &mut spare.batch;
                 let value = value.as_deref().map_or(0, |v| batch.values.push(v));
                 batch.push_var(&VarRecord {
                     event: index,
@@ -105,7 +118,11 @@ fn write(rows: &[Row], batch_size: usize, chunk_events: usize, path: &std::path:
                 });
             }
         }
-        writer.write_batch(batch).expect("write");
+        if as_rows {
+            writer.write_rows(spare).expect("write rows");
+        } else {
+            writer.write_batch(spare.batch).expect("write");
+        }
     }
     writer.finish().expect("finish");
 }
@@ -147,21 +164,36 @@ proptest! {
 }
 
 #[test]
-fn written_batches_come_back_empty_with_their_allocations() {
+fn written_row_batches_come_back_empty_with_their_allocations() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("t.clog");
     let mut writer = TraceWriter::create(&path, &HeaderInfo::default(), WriterOptions::default())
         .expect("create");
     writer.define_thread(ThreadMeta::default());
     writer.define_code(CodeInfo::default());
-    let mut batch = EventBatch::with_capacity(1000, 10);
-    batch.values.push("a value");
-    batch.push_event(&Event::default());
-    writer.write_batch(batch).expect("write");
+    let mut rows = RowBatch::with_capacity(1000, 10);
+    rows.batch.values.push("a value");
+    rows.push_event(Event::default());
+    writer.write_rows(rows).expect("write");
     writer.flush().expect("flush");
-    let spare = writer.spare_batch().expect("the written batch, emptied");
-    assert!(spare.is_empty() && spare.values.is_empty() && spare.checkpoint.is_none());
-    assert!(spare.seq.capacity() >= 1000);
-    assert!(writer.spare_batch().is_none());
-    writer.finish().expect("finish");
+    let spare = writer.spare_rows().expect("the written batch, emptied");
+    assert!(spare.is_empty() && spare.batch.is_empty() && spare.batch.values.is_empty());
+    assert!(spare.batch.checkpoint.is_none());
+    assert!(spare.events.capacity() >= 1000 && spare.batch.seq.capacity() >= 1);
+    assert!(writer.spare_rows().is_none());
+    assert_eq!(writer.finish().expect("finish").events, 1);
+}
+
+#[test]
+fn invalid_rows_stop_the_writer_with_the_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("t.clog");
+    let mut writer = TraceWriter::create(&path, &HeaderInfo::default(), WriterOptions::default())
+        .expect("create");
+    let mut rows = RowBatch::default();
+    // Thread 0 was never defined.
+    rows.push_event(Event::default());
+    writer.write_rows(rows).expect("queued");
+    let error = writer.flush().expect_err("the writer stopped");
+    assert!(error.to_string().contains("thread id 0"), "{error}");
 }

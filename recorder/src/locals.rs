@@ -17,8 +17,7 @@ use rustc_hash::FxHashMap;
 
 use crate::names::Names;
 use crate::repr::{
-    ReprOptions, cached_float_repr_len, identity_stamp, int_repr_width, repr_fixed_by_identity,
-    short_repr,
+    ReprOptions, identity_stamp, repr_fixed_by_identity, scalar_summary, short_repr,
 };
 
 /// What a redacted variable's value is recorded as.
@@ -395,11 +394,11 @@ unsafe fn fingerprint_into(value: *mut ffi::PyObject, walk: &mut Walk, depth: us
                     return Coverage::Unknown;
                 }
                 // Most items are plain scalars: no need to look further.
-                let coverage = match plain_scalar_width(item) {
-                    Some(width) => {
+                let coverage = match scalar_summary(item, walk.max_len) {
+                    Some((width, stamp)) => {
                         if walk.use_more(width) {
                             // The value, not the address (see `identity_stamp`).
-                            mix(&mut walk.hash, identity_stamp(item, walk.max_len));
+                            mix(&mut walk.hash, stamp);
                             Coverage::Whole
                         } else {
                             Coverage::Prefix
@@ -493,8 +492,10 @@ unsafe fn fingerprint_into(value: *mut ffi::PyObject, walk: &mut Walk, depth: us
                 Coverage::Prefix
             }
         } else if repr_fixed_by_identity(value, walk.user_code) {
-            mix(&mut walk.hash, identity_stamp(value, walk.max_len));
-            walk.use_chars(plain_scalar_width(value).unwrap_or(1));
+            let (width, stamp) = scalar_summary(value, walk.max_len)
+                .unwrap_or_else(|| (1, identity_stamp(value, walk.max_len)));
+            mix(&mut walk.hash, stamp);
+            walk.use_chars(width);
             Coverage::Whole
         } else {
             Coverage::Unknown
@@ -537,33 +538,5 @@ impl Walk {
         }
         self.use_chars(chars);
         true
-    }
-}
-
-/// For immutable scalars whose repr is fixed by their identity (int,
-/// float, str, bytes, bool, None): the fewest characters their repr takes
-/// (for a float rendered lately, exactly how many; the closer the count,
-/// the fewer items a walk visits).
-///
-/// # Safety
-/// GIL held, `value` valid.
-unsafe fn plain_scalar_width(value: *mut ffi::PyObject) -> Option<usize> {
-    // SAFETY: comparing type pointers; fields of the value's exact type.
-    unsafe {
-        let t = ffi::Py_TYPE(value);
-        if t == &raw mut ffi::PyFloat_Type {
-            let value = ffi::PyFloat_AS_DOUBLE(value);
-            Some(cached_float_repr_len(value).unwrap_or(3)) // `0.0`, `inf`
-        } else if t == &raw mut ffi::PyBytes_Type {
-            Some(3) // `b''`
-        } else if t == &raw mut ffi::PyLong_Type {
-            Some(int_repr_width(value))
-        } else if t == &raw mut ffi::PyUnicode_Type {
-            Some(2) // the quotes
-        } else if t == &raw mut ffi::PyBool_Type || value == ffi::Py_None() {
-            Some(4) // `True`, `None`
-        } else {
-            None
-        }
     }
 }

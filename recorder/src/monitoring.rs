@@ -237,7 +237,8 @@ unsafe fn callback(
         let (code, number, arg) = unsafe {
             (
                 *args,
-                ffi::PyLong_AsLong(*args.add(1)),
+                crate::repr::compact_int(*args.add(1))
+                    .unwrap_or_else(|| ffi::PyLong_AsLong(*args.add(1))),
                 if nargs >= 3 {
                     *args.add(2)
                 } else {

@@ -10,9 +10,10 @@
 //!
 //! Every callback holds the GIL; the state sits behind one lock that is
 //! never contended while the GIL is held (the flusher thread takes it only
-//! when it is free, see `spinlock.rs`). Events go into an [`EventBatch`] handed to the format
-//! crate's background writer every 65,536 events or 100 ms, whichever comes
-//! first. Nothing here keeps a reference to a frame, a local or an argument
+//! when it is free, see `spinlock.rs`). Events go into a [`RowBatch`] (a
+//! row per event; the writer turns rows into columns on its own thread)
+//! handed to the format crate's background writer every 65,536 events or
+//! 100 ms, whichever comes first. Nothing here keeps a reference to a frame, a local or an argument
 //! after the callback returns: values are stored as safe reprs. Any failure
 //! (a full disk, a bug) stops recording with one warning on stderr; the
 //! program runs on and never sees an exception or a panic from here.
@@ -21,7 +22,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use chronolog_format::{
-    Checkpoint, CodeInfo, Event, EventBatch, EventKind, HeaderInfo, ThreadMeta, TraceWriter,
+    Checkpoint, CodeInfo, Event, EventKind, HeaderInfo, RowBatch, ThreadMeta, TraceWriter,
     WriterOptions,
 };
 use pyo3::exceptions::PyRuntimeError;
@@ -205,7 +206,8 @@ impl Threads {
 struct Recording {
     writer: TraceWriter,
     options: Options,
-    batch: EventBatch,
+    /// The events since the last hand-over, with their variable changes.
+    rows: RowBatch,
     clock: Clock,
     last_flush_ns: u64,
     seq: u64,
@@ -372,7 +374,7 @@ impl Recorder {
                     user_code: unsafe_repr,
                 },
             },
-            batch: EventBatch::with_capacity(BATCH_EVENTS, BATCH_EVENTS / 2),
+            rows: RowBatch::with_capacity(BATCH_EVENTS, BATCH_EVENTS / 2),
             clock: Clock::new(),
             last_flush_ns: 0,
             seq: 0,
@@ -469,10 +471,10 @@ impl Recorder {
             return Ok(None);
         };
         let removed = self.backend.remove(py, &recording.enabled_codes(py));
-        let batch = std::mem::take(&mut recording.batch);
+        let rows = std::mem::take(&mut recording.rows);
         let summary = py
             .detach(move || {
-                recording.writer.write_batch(batch)?;
+                recording.writer.write_rows(rows)?;
                 recording.writer.finish()
             })
             .map_err(runtime)?;
@@ -625,8 +627,8 @@ impl Recorder {
         let recording = self.lock_state(py).ok().and_then(|mut state| state.take());
         if let Some(mut recording) = recording {
             let removed = self.backend.remove(py, &recording.enabled_codes(py));
-            let batch = std::mem::take(&mut recording.batch);
-            let _ = recording.writer.write_batch(batch);
+            let rows = std::mem::take(&mut recording.rows);
+            let _ = recording.writer.write_rows(rows);
             let _ = recording.writer.finish();
             let text = format!(
                 "chronolog: recording to {} stopped: {message}",
@@ -672,7 +674,7 @@ fn start_flusher(state: Arc<SpinLock<Option<Recording>>>) -> Arc<SpinLock<Option
                     return;
                 };
                 let now = recording.clock.exact_ns();
-                if !recording.batch.is_empty()
+                if !recording.rows.is_empty()
                     && now.saturating_sub(recording.last_flush_ns) >= FLUSH_INTERVAL_NS
                 {
                     // A failure shows at the next event, which stops recording.
@@ -1403,13 +1405,15 @@ impl Recording {
                     // SAFETY: as above.
                     unsafe { short_repr(value.as_ptr(), self.options.repr, &mut self.scratch) };
                 }
-                let value_ref = self.batch.values.push(&self.scratch);
+                let value_ref = self.rows.batch.values.push(&self.scratch);
                 (value_ref, self.type_name(&value))
             }
-            Some(Value::Rendered { type_name, text }) => (self.batch.values.push(&text), type_name),
+            Some(Value::Rendered { type_name, text }) => {
+                (self.rows.batch.values.push(&text), type_name)
+            }
             None => (0, 0),
         };
-        let index = self.batch.push_event(&Event {
+        let index = self.rows.push_event(Event {
             seq: self.seq,
             ts_ns: at.ts,
             thread: thread_id,
@@ -1457,7 +1461,7 @@ impl Recording {
             return;
         };
         let mut sink = VarSink {
-            batch: &mut self.batch,
+            batch: &mut self.rows.batch,
             scratch: &mut self.scratch,
             names: &mut self.names,
             writer: &mut self.writer,
@@ -1495,20 +1499,26 @@ impl Recording {
     /// stays held (releasing it with the state locked could deadlock); the
     /// hand-over is a queue push, which waits only when the writer is
     /// behind.
+    #[inline]
     fn maybe_flush(&mut self, ts: u64) -> Result<(), String> {
-        if self.batch.len() < BATCH_EVENTS
+        if self.rows.len() < BATCH_EVENTS
             && ts.saturating_sub(self.last_flush_ns) < FLUSH_INTERVAL_NS
         {
             return Ok(());
         }
+        self.flush_batch(ts)
+    }
+
+    /// Hands the batch over (see [`Recording::maybe_flush`]).
+    #[inline(never)]
+    fn flush_batch(&mut self, ts: u64) -> Result<(), String> {
         self.last_flush_ns = ts;
         self.clock.reanchor();
-        let next = self.writer.spare_batch();
-        let next =
-            next.unwrap_or_else(|| EventBatch::with_capacity(BATCH_EVENTS, BATCH_EVENTS / 2));
-        let batch = std::mem::replace(&mut self.batch, next);
+        let next = self.writer.spare_rows();
+        let next = next.unwrap_or_else(|| RowBatch::with_capacity(BATCH_EVENTS, BATCH_EVENTS / 2));
+        let rows = std::mem::replace(&mut self.rows, next);
         self.checkpoint();
-        self.writer.write_batch(batch).map_err(|e| e.to_string())
+        self.writer.write_rows(rows).map_err(|e| e.to_string())
     }
 
     /// Puts into the (new, empty) batch the state its first event starts
@@ -1517,7 +1527,7 @@ impl Recording {
     /// rebuilds any moment from the nearest checkpoint (`replay --at`).
     fn checkpoint(&mut self) {
         let mut checkpoint = Checkpoint::default();
-        let values = &mut self.batch.values;
+        let values = &mut self.rows.batch.values;
         let code_slots = &self.code_slots;
         let mut add = |thread: u32, depth: usize, frame: &FrameState| {
             let index = checkpoint.push_frame(
@@ -1556,7 +1566,7 @@ impl Recording {
         for frame in suspended {
             add(Checkpoint::SUSPENDED, 0, frame);
         }
-        self.batch.checkpoint = Some(checkpoint);
+        self.rows.batch.checkpoint = Some(checkpoint);
     }
 }
 

@@ -357,36 +357,94 @@ pub(crate) unsafe fn repr_fixed_by_identity(obj: *mut ffi::PyObject, user_code: 
 /// GIL held, `obj` valid.
 #[inline]
 pub(crate) unsafe fn identity_stamp(obj: *mut ffi::PyObject, max_len: usize) -> u64 {
-    // SAFETY: fields read are those of `obj`'s exact type.
+    // SAFETY: forwarded.
     unsafe {
         let t = type_of(obj);
         if (*t).tp_flags & ffi::Py_TPFLAGS_HEAPTYPE != 0 {
             // An object of the program's classes (`<Type object at 0x…>`):
             // the commonest case, one flag test.
-            t as u64
-        } else if t == &raw mut ffi::PyLong_Type {
-            int_stamp(obj)
-        } else if t == &raw mut ffi::PyFloat_Type {
-            ffi::PyFloat_AS_DOUBLE(obj).to_bits()
-        } else if t == &raw mut ffi::PyUnicode_Type || t == &raw mut ffi::PyBytes_Type {
-            text_stamp(obj, t, max_len)
-        } else if t == &raw mut ffi::PyComplex_Type {
-            let value = ffi::PyComplex_AsCComplex(obj);
-            value.real.to_bits() ^ value.imag.to_bits().rotate_left(32)
-        } else {
-            t as u64
+            return t as u64;
         }
+        if t == &raw mut ffi::PyLong_Type {
+            return int_stamp(obj);
+        }
+        summarize::<false>(obj, t, max_len).map_or(t as u64, |(_, stamp)| stamp)
     }
 }
 
-/// `int`: the two words after the object header — `ob_size` (3.11) or
-/// `lv_tag` (3.12+), both holding sign and number of digits, then the
-/// first two 30-bit digits (every int has room for at least one; the
-/// second is read only when there is one) — and a hash of longer values.
+/// For a value whose repr is fixed by its value — int, float, complex,
+/// str, bytes, bool, None — the fewest characters its repr takes (exact
+/// for floats rendered lately, whose reprs are long: the closer the count,
+/// the sooner a fingerprint walk stops) and its [`identity_stamp`].
+/// `None` for anything else.
+///
+/// # Safety
+/// GIL held, `obj` valid.
+#[inline(always)]
+pub(crate) unsafe fn scalar_summary(
+    obj: *mut ffi::PyObject,
+    max_len: usize,
+) -> Option<(usize, u64)> {
+    // SAFETY: forwarded.
+    unsafe {
+        let t = type_of(obj);
+        // Ints, the commonest items, inline; the other kinds in a call.
+        if t == &raw mut ffi::PyLong_Type {
+            return Some((1, int_stamp(obj)));
+        }
+        summarize::<true>(obj, t, max_len)
+    }
+}
+
+/// [`scalar_summary`] of anything but an int (callers take ints inline);
+/// without `WIDTH`, widths are lower bounds looked up nowhere.
+///
+/// # Safety
+/// GIL held, `obj` valid, `t` its type.
+unsafe fn summarize<const WIDTH: bool>(
+    obj: *mut ffi::PyObject,
+    t: *mut ffi::PyTypeObject,
+    max_len: usize,
+) -> Option<(usize, u64)> {
+    // SAFETY: fields read are those of `obj`'s exact type.
+    unsafe {
+        Some(if t == &raw mut ffi::PyFloat_Type {
+            let value = ffi::PyFloat_AS_DOUBLE(obj);
+            let width = if WIDTH {
+                cached_float_repr_len(value).unwrap_or(3)
+            } else {
+                3
+            };
+            (width, value.to_bits()) // at least `0.0`, `inf`
+        } else if t == &raw mut ffi::PyUnicode_Type {
+            (2, text_stamp(obj, t, max_len)) // the quotes
+        } else if t == &raw mut ffi::PyBytes_Type {
+            (3, text_stamp(obj, t, max_len)) // `b''`
+        } else if t == &raw mut ffi::PyBool_Type || obj == ffi::Py_None() {
+            (4, obj as u64) // singletons: `True`, `None`
+        } else if t == &raw mut ffi::PyComplex_Type {
+            let value = ffi::PyComplex_AsCComplex(obj);
+            (
+                2,
+                value.real.to_bits() ^ value.imag.to_bits().rotate_left(32),
+            ) // `0j`
+        } else {
+            return None;
+        })
+    }
+}
+
+/// An `int`'s stamp from its fields: the word after the object header —
+/// `ob_size` (3.11) or `lv_tag` (3.12+), both holding sign and number of
+/// digits — and the first two 30-bit digits (every int has room for at
+/// least one; the second is read only when there is one), with a hash of
+/// longer values. (Its width is counted as 1: an exact count would stop a
+/// walk over a long list of ints a few items sooner, and costs more than
+/// those items on the short lists most ints are in.)
 ///
 /// # Safety
 /// GIL held, `obj` an exact int.
-#[inline]
+#[inline(always)]
 unsafe fn int_stamp(obj: *mut ffi::PyObject) -> u64 {
     // SAFETY: the int's own fields, at the offsets of 3.11–3.13 (64-bit).
     unsafe {
@@ -408,30 +466,32 @@ unsafe fn int_stamp(obj: *mut ffi::PyObject) -> u64 {
     }
 }
 
-/// The fewest characters the repr of an `int` takes: exact below 2^30
-/// (one digit), else 10.
+/// The value of an exact `int` below 2^30 in magnitude, read from its
+/// fields (3.12+: `lv_tag` then the digit): what `sys.monitoring` passes
+/// as offsets and line numbers, without a call into CPython per event.
 ///
 /// # Safety
-/// GIL held, `obj` an exact int.
-pub(crate) unsafe fn int_repr_width(obj: *mut ffi::PyObject) -> usize {
-    // SAFETY: as in `int_stamp`.
+/// GIL held, `obj` valid.
+#[cfg(Py_3_12)]
+#[inline]
+pub(crate) unsafe fn compact_int(obj: *mut ffi::PyObject) -> Option<i64> {
+    // SAFETY: the fields of an exact int, as in `int_stamp`.
     unsafe {
-        let base = obj.cast::<u8>();
-        let size = base.add(16).cast::<u64>().read_unaligned();
-        #[cfg(Py_3_12)]
-        let (digits, negative) = (size >> 3, size & 3 == 2);
-        #[cfg(not(Py_3_12))]
-        let (digits, negative) = ((size as i64).unsigned_abs(), (size as i64) < 0);
-        if digits > 1 {
-            return 10;
+        if type_of(obj) != &raw mut ffi::PyLong_Type {
+            return None;
         }
-        let digit = base.add(24).cast::<u32>().read_unaligned();
-        digit.checked_ilog10().unwrap_or(0) as usize + 1 + usize::from(negative)
+        let base = obj.cast::<u8>();
+        let tag = base.add(16).cast::<u64>().read_unaligned();
+        if tag >> 3 > 1 {
+            return None;
+        }
+        let digit = i64::from(base.add(24).cast::<u32>().read_unaligned());
+        Some((1 - (tag & 3) as i64) * digit)
     }
 }
 
 /// The length of a float's repr if it is in the cache (see `push_float`).
-pub(crate) fn cached_float_repr_len(value: f64) -> Option<usize> {
+fn cached_float_repr_len(value: f64) -> Option<usize> {
     let bits = value.to_bits();
     FLOAT_REPRS.with_borrow(|cache| {
         let entry = &cache[float_slot(bits)];
