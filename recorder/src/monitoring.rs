@@ -237,7 +237,7 @@ unsafe fn callback(
         let (code, number, arg) = unsafe {
             (
                 *args,
-                crate::repr::compact_int(*args.add(1))
+                crate::repr::int_value(*args.add(1))
                     .unwrap_or_else(|| ffi::PyLong_AsLong(*args.add(1))),
                 if nargs >= 3 {
                     *args.add(2)

@@ -446,18 +446,12 @@ unsafe fn summarize<const WIDTH: bool>(
 /// GIL held, `obj` an exact int.
 #[inline(always)]
 unsafe fn int_stamp(obj: *mut ffi::PyObject) -> u64 {
-    // SAFETY: the int's own fields, at the offsets of 3.11–3.13 (64-bit).
+    // SAFETY: forwarded.
     unsafe {
-        let base = obj.cast::<u8>();
-        let size = base.add(16).cast::<u64>().read_unaligned();
-        #[cfg(Py_3_12)]
-        let digits = size >> 3;
-        #[cfg(not(Py_3_12))]
-        let digits = (size as i64).unsigned_abs();
-        let digit = |i: usize| u64::from(base.add(24 + 4 * i).cast::<u32>().read_unaligned());
-        let mut stamp = size ^ (digit(0) << 8);
+        let (size, digits, _) = int_shape(obj);
+        let mut stamp = size ^ (u64::from(int_digit(obj, 0)) << 8);
         if digits >= 2 {
-            stamp ^= digit(1) << 38;
+            stamp ^= u64::from(int_digit(obj, 1)) << 38;
         }
         if digits > 2 {
             stamp ^= ffi::PyObject_Hash(obj) as u64;
@@ -466,27 +460,51 @@ unsafe fn int_stamp(obj: *mut ffi::PyObject) -> u64 {
     }
 }
 
-/// The value of an exact `int` below 2^30 in magnitude, read from its
-/// fields (3.12+: `lv_tag` then the digit): what `sys.monitoring` passes
-/// as offsets and line numbers, without a call into CPython per event.
+/// An exact int's size word — `ob_size` (3.11) or `lv_tag` (3.12+), right
+/// after the object header — with the number of 30-bit digits and the
+/// sign it holds.
+///
+/// # Safety
+/// GIL held, `obj` an exact int.
+#[inline(always)]
+unsafe fn int_shape(obj: *mut ffi::PyObject) -> (u64, u64, bool) {
+    // SAFETY: the int's own field, at the offset of 3.11–3.13 (64-bit).
+    let size = unsafe { obj.cast::<u8>().add(16).cast::<u64>().read_unaligned() };
+    #[cfg(Py_3_12)]
+    let (digits, negative) = (size >> 3, size & 3 == 2);
+    #[cfg(not(Py_3_12))]
+    let (digits, negative) = ((size as i64).unsigned_abs(), (size as i64) < 0);
+    (size, digits, negative)
+}
+
+/// Digit `i` of an exact int (digit 0 exists in every int, even 0).
+///
+/// # Safety
+/// GIL held, `obj` an exact int with more than `i` digits (or `i` = 0).
+#[inline(always)]
+unsafe fn int_digit(obj: *mut ffi::PyObject, i: usize) -> u32 {
+    // SAFETY: forwarded; digits follow the size word.
+    unsafe {
+        obj.cast::<u8>()
+            .add(24 + 4 * i)
+            .cast::<u32>()
+            .read_unaligned()
+    }
+}
+
+/// The value of an `int` (exact type) that fits 64 bits: what
+/// `sys.monitoring` passes as offsets and line numbers.
 ///
 /// # Safety
 /// GIL held, `obj` valid.
 #[cfg(Py_3_12)]
 #[inline]
-pub(crate) unsafe fn compact_int(obj: *mut ffi::PyObject) -> Option<i64> {
-    // SAFETY: the fields of an exact int, as in `int_stamp`.
+pub(crate) unsafe fn int_value(obj: *mut ffi::PyObject) -> Option<i64> {
+    // SAFETY: forwarded; the type is checked.
     unsafe {
-        if type_of(obj) != &raw mut ffi::PyLong_Type {
-            return None;
-        }
-        let base = obj.cast::<u8>();
-        let tag = base.add(16).cast::<u64>().read_unaligned();
-        if tag >> 3 > 1 {
-            return None;
-        }
-        let digit = i64::from(base.add(24).cast::<u32>().read_unaligned());
-        Some((1 - (tag & 3) as i64) * digit)
+        (type_of(obj) == &raw mut ffi::PyLong_Type)
+            .then(|| small_int(obj))
+            .flatten()
     }
 }
 
@@ -1104,6 +1122,7 @@ impl Head {
         self.chars >= self.limit
     }
 
+    #[inline]
     fn put(&mut self, s: &str) {
         if self.full() {
             return;
@@ -1156,6 +1175,10 @@ impl Head {
                 Kind::True => self.put("True"),
                 Kind::False => self.put("False"),
                 Kind::Int => match small_int(obj) {
+                    // Digits are ASCII: counted as written, no scan.
+                    Some(value) if self.limit - self.chars >= 20 => {
+                        self.chars += push_int(&mut self.text, value);
+                    }
                     Some(value) => self.put_written(20, |text| {
                         push_int(text, value);
                     }),
@@ -1374,13 +1397,26 @@ unsafe fn sequence_item(obj: *mut ffi::PyObject, i: usize) -> *mut ffi::PyObject
     }
 }
 
-/// The value of an exact int that fits 64 bits.
+/// The value of an exact int that fits 64 bits (`None` for a larger one).
 ///
 /// # Safety
 /// GIL held, `obj` an exact int.
+#[inline]
 unsafe fn small_int(obj: *mut ffi::PyObject) -> Option<i64> {
     // SAFETY: forwarded.
     unsafe {
+        // Up to two digits (60 bits): read directly, no call.
+        let (_, digits, negative) = int_shape(obj);
+        if digits <= 2 {
+            let mut value = 0;
+            if digits >= 1 {
+                value = i64::from(int_digit(obj, 0));
+            }
+            if digits == 2 {
+                value |= i64::from(int_digit(obj, 1)) << 30;
+            }
+            return Some(if negative { -value } else { value });
+        }
         let mut overflow = 0;
         let value = ffi::PyLong_AsLongLongAndOverflow(obj, &mut overflow);
         if overflow == 0 && (value != -1 || ffi::PyErr_Occurred().is_null()) {
@@ -1619,6 +1655,7 @@ impl Tail {
         self.chars >= self.need
     }
 
+    #[inline]
     fn put(&mut self, s: &str) {
         if !self.done() {
             self.chars += if s.is_ascii() {
