@@ -17,7 +17,7 @@ use rustc_hash::FxHashMap;
 
 use crate::names::Names;
 use crate::repr::{
-    ReprOptions, identity_stamp, repr_fixed_by_identity, scalar_summary, short_repr,
+    FloatReprs, ReprOptions, identity_stamp, repr_fixed_by_identity, scalar_summary, short_repr,
 };
 
 /// What a redacted variable's value is recorded as.
@@ -92,9 +92,9 @@ impl VarSink<'_> {
     }
 
     /// Compares `value` (null: unbound) with its last recorded state and
-    /// records the change, if any. Inlined for its common answer: the
-    /// variable still holds the object recorded last, an int or an object of
-    /// the program's whose repr cannot have changed.
+    /// records the change, if any. Inlined for its common answers: the
+    /// variable is still unbound, or still holds the object recorded last,
+    /// an int or an object of the program's whose repr cannot have changed.
     ///
     /// # Safety
     /// GIL held; `value` null or alive for the call.
@@ -106,6 +106,9 @@ impl VarSink<'_> {
         value: *mut ffi::PyObject,
         name: u32,
     ) {
+        if value.is_null() && !previous.bound {
+            return; // still unbound
+        }
         if previous.fixed
             && previous.bound
             && previous.object == value as usize
@@ -309,6 +312,7 @@ unsafe fn fingerprint(value: *mut ffi::PyObject, repr: ReprOptions) -> Option<u6
         hash: 0x9e37_79b9_7f4a_7c15u64,
         user_code: repr.user_code,
         max_len: repr.max_len,
+        floats: FloatReprs::here(),
     };
     // SAFETY: forwarded.
     match unsafe { fingerprint_into(value, &mut walk, 0) } {
@@ -326,6 +330,10 @@ unsafe fn fingerprint(value: *mut ffi::PyObject, repr: ReprOptions) -> Option<u6
         }
     }
 }
+
+/// The fewest characters of `<module.QualName object at 0x…>`: the
+/// brackets, ` object at 0x`, a name and a digit (addresses have more).
+const MIN_OBJECT_REPR: usize = 17;
 
 /// What a fingerprint walk saw of a value.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -350,6 +358,7 @@ struct Walk {
     user_code: bool,
     /// See [`ReprOptions::max_len`] (for [`identity_stamp`]).
     max_len: usize,
+    floats: FloatReprs,
 }
 
 fn mix(hash: &mut u64, word: u64) {
@@ -394,7 +403,7 @@ unsafe fn fingerprint_into(value: *mut ffi::PyObject, walk: &mut Walk, depth: us
                     return Coverage::Unknown;
                 }
                 // Most items are plain scalars: no need to look further.
-                let coverage = match scalar_summary(item, walk.max_len) {
+                let coverage = match scalar_summary(item, walk.max_len, walk.floats) {
                     Some((width, stamp)) => {
                         if walk.use_more(width) {
                             // The value, not the address (see `identity_stamp`).
@@ -492,8 +501,13 @@ unsafe fn fingerprint_into(value: *mut ffi::PyObject, walk: &mut Walk, depth: us
                 Coverage::Prefix
             }
         } else if repr_fixed_by_identity(value, walk.user_code) {
-            let (width, stamp) = scalar_summary(value, walk.max_len)
-                .unwrap_or_else(|| (1, identity_stamp(value, walk.max_len)));
+            let (width, stamp) = if (*t).tp_flags & ffi::Py_TPFLAGS_HEAPTYPE != 0 {
+                // An object of the program's classes: `<m.T object at 0x…>`.
+                (MIN_OBJECT_REPR, identity_stamp(value, walk.max_len))
+            } else {
+                scalar_summary(value, walk.max_len, walk.floats)
+                    .unwrap_or_else(|| (1, identity_stamp(value, walk.max_len)))
+            };
             mix(&mut walk.hash, stamp);
             walk.use_chars(width);
             Coverage::Whole

@@ -76,7 +76,8 @@ pub(crate) unsafe fn short_repr(obj: *mut ffi::PyObject, options: ReprOptions, o
     } else {
         Buffers::default()
     };
-    let mut head = Head::new(limit, options.user_code);
+    let floats = FloatReprs::here();
+    let mut head = Head::new(limit, options.user_code, floats);
     head.text = std::mem::take(out);
     head.stack = std::mem::take(&mut buffers.stack);
     head.stack.clear();
@@ -102,7 +103,7 @@ pub(crate) unsafe fn short_repr(obj: *mut ffi::PyObject, options: ReprOptions, o
         .map_or(out.len(), |(i, _)| start + i);
     out.truncate(head_end);
     out.push_str("...");
-    let mut tail = Tail::new(right, options.user_code);
+    let mut tail = Tail::new(right, options.user_code, floats);
     tail.reuse(&mut buffers);
     // SAFETY: forwarded from the caller.
     unsafe { tail.render(obj) };
@@ -154,7 +155,7 @@ unsafe fn put_simple(
             };
             push_int(out, value);
         } else if t == &raw mut ffi::PyFloat_Type {
-            push_float(out, ffi::PyFloat_AS_DOUBLE(obj));
+            FloatReprs::here().push(out, ffi::PyFloat_AS_DOUBLE(obj));
         } else if obj == ffi::Py_None() {
             out.push_str("None");
         } else if t == &raw mut ffi::PyBool_Type {
@@ -368,7 +369,7 @@ pub(crate) unsafe fn identity_stamp(obj: *mut ffi::PyObject, max_len: usize) -> 
         if t == &raw mut ffi::PyLong_Type {
             return int_stamp(obj);
         }
-        summarize::<false>(obj, t, max_len).map_or(t as u64, |(_, stamp)| stamp)
+        summarize(obj, t, max_len).map_or(t as u64, |(_, stamp)| stamp)
     }
 }
 
@@ -384,24 +385,31 @@ pub(crate) unsafe fn identity_stamp(obj: *mut ffi::PyObject, max_len: usize) -> 
 pub(crate) unsafe fn scalar_summary(
     obj: *mut ffi::PyObject,
     max_len: usize,
+    floats: FloatReprs,
 ) -> Option<(usize, u64)> {
     // SAFETY: forwarded.
     unsafe {
         let t = type_of(obj);
-        // Ints, the commonest items, inline; the other kinds in a call.
+        // Ints and floats, the commonest items, inline; the other kinds in
+        // a call.
         if t == &raw mut ffi::PyLong_Type {
             return Some((1, int_stamp(obj)));
         }
-        summarize::<true>(obj, t, max_len)
+        if t == &raw mut ffi::PyFloat_Type {
+            let value = ffi::PyFloat_AS_DOUBLE(obj);
+            // At least `0.0` or `inf`.
+            return Some((floats.cached_len(value).unwrap_or(3), value.to_bits()));
+        }
+        summarize(obj, t, max_len)
     }
 }
 
-/// [`scalar_summary`] of anything but an int (callers take ints inline);
-/// without `WIDTH`, widths are lower bounds looked up nowhere.
+/// [`scalar_summary`] of anything but an int, with a float's width
+/// counted as 3 (callers take ints, and floats' exact widths, inline).
 ///
 /// # Safety
 /// GIL held, `obj` valid, `t` its type.
-unsafe fn summarize<const WIDTH: bool>(
+unsafe fn summarize(
     obj: *mut ffi::PyObject,
     t: *mut ffi::PyTypeObject,
     max_len: usize,
@@ -409,13 +417,7 @@ unsafe fn summarize<const WIDTH: bool>(
     // SAFETY: fields read are those of `obj`'s exact type.
     unsafe {
         Some(if t == &raw mut ffi::PyFloat_Type {
-            let value = ffi::PyFloat_AS_DOUBLE(obj);
-            let width = if WIDTH {
-                cached_float_repr_len(value).unwrap_or(3)
-            } else {
-                3
-            };
-            (width, value.to_bits()) // at least `0.0`, `inf`
+            (3, ffi::PyFloat_AS_DOUBLE(obj).to_bits()) // at least `0.0`, `inf`
         } else if t == &raw mut ffi::PyUnicode_Type {
             (2, text_stamp(obj, t, max_len)) // the quotes
         } else if t == &raw mut ffi::PyBytes_Type {
@@ -506,15 +508,6 @@ pub(crate) unsafe fn int_value(obj: *mut ffi::PyObject) -> Option<i64> {
             .then(|| small_int(obj))
             .flatten()
     }
-}
-
-/// The length of a float's repr if it is in the cache (see `push_float`).
-fn cached_float_repr_len(value: f64) -> Option<usize> {
-    let bits = value.to_bits();
-    FLOAT_REPRS.with_borrow(|cache| {
-        let entry = &cache[float_slot(bits)];
-        (entry.len > 0 && entry.bits == bits).then_some(entry.len)
-    })
 }
 
 /// `str` and `bytes`: length, kind and a hash of the bytes at both ends
@@ -1105,12 +1098,14 @@ struct Head {
     stack: Vec<*mut ffi::PyObject>,
     /// See [`ReprOptions::user_code`].
     user_code: bool,
+    floats: FloatReprs,
 }
 
 impl Head {
-    fn new(limit: usize, user_code: bool) -> Head {
+    fn new(limit: usize, user_code: bool, floats: FloatReprs) -> Head {
         Head {
             user_code,
+            floats,
             text: String::new(),
             chars: 0,
             limit,
@@ -1186,7 +1181,8 @@ impl Head {
                 },
                 Kind::Float => {
                     let value = ffi::PyFloat_AS_DOUBLE(obj);
-                    self.put_written(24, |text| push_float(text, value));
+                    let floats = self.floats;
+                    self.put_written(24, |text| floats.push(text, value));
                 }
                 Kind::Str => {
                     let view = StrView::new(obj);
@@ -1448,46 +1444,8 @@ fn push_int(out: &mut String, value: i64) -> usize {
     buf.len() - i + usize::from(value < 0)
 }
 
-/// Appends `repr(value)` for a float: the shortest digits that read back
-/// as the same float (as Rust's `{:e}` gives them), laid out as CPython
-/// does — exponent form when the decimal point would sit more than 16
-/// digits right or 4 left of the first digit, else fixed with at least one
-/// decimal (`1e-05`, `1e+16`, `0.0001`, `100.0`).
-pub(crate) fn push_float(out: &mut String, value: f64) {
-    let bits = value.to_bits();
-    let slot = float_slot(bits);
-    let hit = FLOAT_REPRS.with_borrow(|cache| {
-        let entry = &cache[slot];
-        let hit = entry.len > 0 && entry.bits == bits;
-        if hit {
-            // SAFETY: entries hold what `format_float` wrote: ASCII.
-            out.push_str(unsafe { std::str::from_utf8_unchecked(&entry.text[..entry.len]) });
-        }
-        hit
-    });
-    if hit {
-        return;
-    }
-    let start = out.len();
-    format_float(out, value);
-    let written = &out.as_bytes()[start..];
-    if written.len() <= MAX_FLOAT_REPR {
-        FLOAT_REPRS.with_borrow_mut(|cache| {
-            let entry = &mut cache[slot];
-            entry.bits = bits;
-            entry.len = written.len();
-            entry.text[..written.len()].copy_from_slice(written);
-        });
-    }
-}
-
 /// Slots of the float repr cache: 2^8 (8 KB per thread).
 const FLOAT_REPRS_BITS: u32 = 8;
-
-/// The cache slot of a float's bits.
-fn float_slot(bits: u64) -> usize {
-    (bits.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - FLOAT_REPRS_BITS)) as usize
-}
 
 /// One remembered float repr; `len` 0 is an empty slot (no repr is empty).
 #[derive(Clone, Copy)]
@@ -1497,20 +1455,72 @@ struct FloatRepr {
     text: [u8; MAX_FLOAT_REPR],
 }
 
+type FloatSlots = [FloatRepr; 1 << FLOAT_REPRS_BITS];
+
 thread_local! {
     /// Reprs of recently rendered floats, by their bits (direct-mapped).
     /// A container is rendered again when one of its items changed: its
     /// other floats are the same values as last time (nbody's lists change
     /// one coordinate per line), and Ryū plus CPython's layout cost
     /// ~400 instructions per float against ~30 for a hit.
-    static FLOAT_REPRS: std::cell::RefCell<[FloatRepr; 1 << FLOAT_REPRS_BITS]> = const {
-        std::cell::RefCell::new(
+    static FLOAT_REPRS: std::cell::UnsafeCell<FloatSlots> = const {
+        std::cell::UnsafeCell::new(
             [FloatRepr { bits: 0, len: 0, text: [0; MAX_FLOAT_REPR] }; 1 << FLOAT_REPRS_BITS],
         )
     };
 }
 
-/// [`push_float`] without the cache.
+/// This thread's float repr cache, looked up once per rendering or
+/// fingerprint walk (a thread-local lookup is a call in a shared library).
+/// Not `Send`: it stays on its thread, and no reference into the cache
+/// outlives a method call, none of which calls out.
+#[derive(Clone, Copy)]
+pub(crate) struct FloatReprs(*mut FloatSlots);
+
+impl FloatReprs {
+    pub(crate) fn here() -> FloatReprs {
+        FloatReprs(FLOAT_REPRS.with(std::cell::UnsafeCell::get))
+    }
+
+    fn slot(bits: u64) -> usize {
+        (bits.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - FLOAT_REPRS_BITS)) as usize
+    }
+
+    /// The length of `value`'s repr, if it is in the cache.
+    pub(crate) fn cached_len(self, value: f64) -> Option<usize> {
+        let bits = value.to_bits();
+        // SAFETY: this thread's cache (see the type), borrowed for the read.
+        let entry = unsafe { &(*self.0)[Self::slot(bits)] };
+        (entry.len > 0 && entry.bits == bits).then_some(entry.len)
+    }
+
+    /// Appends `repr(value)`, from the cache or rendered into it.
+    pub(crate) fn push(self, out: &mut String, value: f64) {
+        let bits = value.to_bits();
+        let slot = Self::slot(bits);
+        // SAFETY: this thread's cache (see the type), borrowed for the call.
+        let entry = unsafe { &mut (*self.0)[slot] };
+        if entry.len > 0 && entry.bits == bits {
+            // SAFETY: entries hold what `format_float` wrote: ASCII.
+            out.push_str(unsafe { std::str::from_utf8_unchecked(&entry.text[..entry.len]) });
+            return;
+        }
+        let start = out.len();
+        format_float(out, value);
+        let written = &out.as_bytes()[start..];
+        if written.len() <= MAX_FLOAT_REPR {
+            entry.bits = bits;
+            entry.len = written.len();
+            entry.text[..written.len()].copy_from_slice(written);
+        }
+    }
+}
+
+/// `repr(value)` for a float, without the cache: the shortest digits that
+/// read back as the same float (as Rust's `{:e}` gives them), laid out as
+/// CPython does — exponent form when the decimal point would sit more than
+/// 16 digits right or 4 left of the first digit, else fixed with at least
+/// one decimal (`1e-05`, `1e+16`, `0.0001`, `100.0`).
 fn format_float(out: &mut String, value: f64) {
     if value.is_nan() {
         out.push_str("nan");
@@ -1637,12 +1647,14 @@ struct Tail {
     piece: String,
     /// See [`ReprOptions::user_code`].
     user_code: bool,
+    floats: FloatReprs,
 }
 
 impl Tail {
-    fn new(need: usize, user_code: bool) -> Tail {
+    fn new(need: usize, user_code: bool, floats: FloatReprs) -> Tail {
         Tail {
             user_code,
+            floats,
             reversed: Vec::new(),
             chars: 0,
             need,
@@ -1771,7 +1783,7 @@ impl Tail {
                 Kind::Set | Kind::FrozenSet => self.set(obj),
                 _ => {
                     // Scalars and objects: short enough to render whole.
-                    let mut head = Head::new(usize::MAX, self.user_code);
+                    let mut head = Head::new(usize::MAX, self.user_code, self.floats);
                     head.text = std::mem::take(&mut self.piece);
                     head.render(obj);
                     self.piece = head.text;
@@ -1833,7 +1845,7 @@ impl Tail {
         unsafe {
             let frozen = kind_of(obj) == Kind::FrozenSet;
             if ffi::PySet_Size(obj) == 0 || self.stack.contains(&obj) {
-                let mut head = Head::new(usize::MAX, self.user_code);
+                let mut head = Head::new(usize::MAX, self.user_code, self.floats);
                 head.stack = self.stack.clone();
                 head.set(obj);
                 self.put(&head.text);
@@ -1897,7 +1909,7 @@ mod tests {
 
 #[cfg(test)]
 mod float_tests {
-    use super::{format_float, push_float};
+    use super::{FloatReprs, format_float};
 
     #[test]
     fn floats_render_as_python_does() {
@@ -1922,7 +1934,7 @@ mod float_tests {
             // The second time from the cache.
             for _ in 0..2 {
                 let mut out = String::new();
-                push_float(&mut out, value);
+                FloatReprs::here().push(&mut out, value);
                 assert_eq!(out, text, "{value:e}");
             }
         }
@@ -1947,7 +1959,7 @@ mod float_tests {
         for _ in 0..2 {
             for &value in &values {
                 let (mut cached, mut fresh) = (String::new(), String::new());
-                push_float(&mut cached, value);
+                FloatReprs::here().push(&mut cached, value);
                 format_float(&mut fresh, value);
                 assert_eq!(cached, fresh);
             }
