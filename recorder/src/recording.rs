@@ -1481,17 +1481,12 @@ impl Recording {
         if top.locals.len() < slots.len() {
             top.locals.resize_with(slots.len(), Shadow::default);
         }
-        for (slot, &(name, kind)) in slots.iter().enumerate() {
+        // (Zipped: no bounds check per local.)
+        let shadows = top.locals.iter_mut();
+        for (slot, (&(name, kind), shadow)) in slots.iter().zip(shadows).enumerate() {
             // SAFETY: slot < the code's number of local slots; GIL held; the
             // value is borrowed from the live frame.
-            unsafe {
-                sink.observe(
-                    py,
-                    &mut top.locals[slot],
-                    layout.slot(frame, slot, kind),
-                    name,
-                )
-            };
+            unsafe { sink.observe(py, shadow, layout.slot(frame, slot, kind), name) };
         }
     }
 
