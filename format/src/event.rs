@@ -327,8 +327,8 @@ impl RowBatch {
         index
     }
 
-    /// Moves the rows into the event columns of `batch` (after any events
-    /// already there), keeping the rows' allocation.
+    /// Moves the rows into the (empty) event columns of `batch`, keeping
+    /// the rows' allocation.
     pub fn rows_to_columns(&mut self) {
         let batch = &mut self.batch;
         let n = self.events.len();

@@ -381,6 +381,12 @@ impl Worker {
     fn process(&mut self, round: &mut Vec<Job>) -> Result<bool> {
         for job in round.iter_mut() {
             if let Job::Rows(rows, defined) = job {
+                if !rows.batch.is_empty() {
+                    // Variable changes index the rows: columns must be empty.
+                    return Err(FormatError::InvalidBatch(
+                        "a row batch with events in its columns too".into(),
+                    ));
+                }
                 rows.rows_to_columns();
                 rows.batch.validate().map_err(FormatError::InvalidBatch)?;
                 check_ids(&rows.batch, *defined)?;

@@ -197,3 +197,19 @@ fn invalid_rows_stop_the_writer_with_the_reason() {
     let error = writer.flush().expect_err("the writer stopped");
     assert!(error.to_string().contains("thread id 0"), "{error}");
 }
+
+#[test]
+fn rows_with_events_in_their_columns_too_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("t.clog");
+    let mut writer = TraceWriter::create(&path, &HeaderInfo::default(), WriterOptions::default())
+        .expect("create");
+    writer.define_thread(ThreadMeta::default());
+    writer.define_code(CodeInfo::default());
+    let mut rows = RowBatch::default();
+    rows.push_event(Event::default());
+    rows.batch.push_event(&Event::default());
+    writer.write_rows(rows).expect("queued");
+    let error = writer.flush().expect_err("the writer stopped");
+    assert!(error.to_string().contains("columns too"), "{error}");
+}

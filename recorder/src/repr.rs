@@ -1444,7 +1444,7 @@ fn push_int(out: &mut String, value: i64) -> usize {
     buf.len() - i + usize::from(value < 0)
 }
 
-/// Slots of the float repr cache: 2^8 (8 KB per thread).
+/// Slots of the float repr cache: 2^8 (10 KB per thread).
 const FLOAT_REPRS_BITS: u32 = 8;
 
 /// One remembered float repr; `len` 0 is an empty slot (no repr is empty).
