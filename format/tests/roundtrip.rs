@@ -163,14 +163,23 @@ proptest! {
     }
 }
 
-#[test]
-fn written_row_batches_come_back_empty_with_their_allocations() {
-    let dir = tempfile::tempdir().expect("tempdir");
+/// A writer into a new trace in `dir`, with `defined` threads and code
+/// objects defined.
+fn writer_in(dir: &tempfile::TempDir, defined: usize) -> TraceWriter {
     let path = dir.path().join("t.clog");
     let mut writer = TraceWriter::create(&path, &HeaderInfo::default(), WriterOptions::default())
         .expect("create");
-    writer.define_thread(ThreadMeta::default());
-    writer.define_code(CodeInfo::default());
+    for _ in 0..defined {
+        writer.define_thread(ThreadMeta::default());
+        writer.define_code(CodeInfo::default());
+    }
+    writer
+}
+
+#[test]
+fn written_row_batches_come_back_empty_with_their_allocations() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut writer = writer_in(&dir, 1);
     let mut rows = RowBatch::with_capacity(1000, 10);
     rows.batch.values.push("a value");
     rows.push_event(Event::default());
@@ -187,11 +196,9 @@ fn written_row_batches_come_back_empty_with_their_allocations() {
 #[test]
 fn invalid_rows_stop_the_writer_with_the_reason() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("t.clog");
-    let mut writer = TraceWriter::create(&path, &HeaderInfo::default(), WriterOptions::default())
-        .expect("create");
+    // Thread 0 is never defined.
+    let mut writer = writer_in(&dir, 0);
     let mut rows = RowBatch::default();
-    // Thread 0 was never defined.
     rows.push_event(Event::default());
     writer.write_rows(rows).expect("queued");
     let error = writer.flush().expect_err("the writer stopped");
@@ -201,11 +208,7 @@ fn invalid_rows_stop_the_writer_with_the_reason() {
 #[test]
 fn rows_with_events_in_their_columns_too_are_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("t.clog");
-    let mut writer = TraceWriter::create(&path, &HeaderInfo::default(), WriterOptions::default())
-        .expect("create");
-    writer.define_thread(ThreadMeta::default());
-    writer.define_code(CodeInfo::default());
+    let mut writer = writer_in(&dir, 1);
     let mut rows = RowBatch::default();
     rows.push_event(Event::default());
     rows.batch.push_event(&Event::default());

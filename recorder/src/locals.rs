@@ -17,7 +17,8 @@ use rustc_hash::FxHashMap;
 
 use crate::names::Names;
 use crate::repr::{
-    FloatReprs, ReprOptions, identity_stamp, repr_fixed_by_identity, scalar_summary, short_repr,
+    FloatReprs, ReprOptions, identity_stamp, mix, mix_bytes, repr_fixed_by_identity,
+    scalar_summary, short_repr,
 };
 
 /// What a redacted variable's value is recorded as.
@@ -361,10 +362,6 @@ struct Walk {
     floats: FloatReprs,
 }
 
-fn mix(hash: &mut u64, word: u64) {
-    *hash = (hash.rotate_left(5) ^ word).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-}
-
 /// # Safety
 /// GIL held, `value` valid.
 unsafe fn fingerprint_into(value: *mut ffi::PyObject, walk: &mut Walk, depth: usize) -> Coverage {
@@ -489,11 +486,7 @@ unsafe fn fingerprint_into(value: *mut ffi::PyObject, walk: &mut Walk, depth: us
             } else {
                 &bytes[..seen]
             };
-            for chunk in window.chunks(8) {
-                let mut word = [0u8; 8];
-                word[..chunk.len()].copy_from_slice(chunk);
-                mix(&mut walk.hash, u64::from_le_bytes(word));
-            }
+            mix_bytes(&mut walk.hash, window);
             walk.use_chars(seen);
             if seen == bytes.len() {
                 Coverage::Whole

@@ -510,6 +510,22 @@ pub(crate) unsafe fn int_value(obj: *mut ffi::PyObject) -> Option<i64> {
     }
 }
 
+/// Mixes `word` into `hash` (fingerprints and stamps: fast, not
+/// cryptographic).
+#[inline]
+pub(crate) fn mix(hash: &mut u64, word: u64) {
+    *hash = (hash.rotate_left(5) ^ word).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+}
+
+/// Mixes `bytes` into `hash`, eight at a time.
+pub(crate) fn mix_bytes(hash: &mut u64, bytes: &[u8]) {
+    for chunk in bytes.chunks(8) {
+        let mut word = [0u8; 8];
+        word[..chunk.len()].copy_from_slice(chunk);
+        mix(hash, u64::from_le_bytes(word));
+    }
+}
+
 /// `str` and `bytes`: length, kind and a hash of the bytes at both ends
 /// that a repr cut to `max_len` can show (all of them without a cut).
 ///
@@ -542,19 +558,11 @@ unsafe fn text_stamp(obj: *mut ffi::PyObject, t: *mut ffi::PyTypeObject, max_len
             (max_len + 8) * width
         };
         let mut hash = (len as u64) << 3 ^ width as u64;
-        let mut mix = |part: &[u8]| {
-            for chunk in part.chunks(8) {
-                let mut word = [0u8; 8];
-                word[..chunk.len()].copy_from_slice(chunk);
-                hash = (hash.rotate_left(5) ^ u64::from_le_bytes(word))
-                    .wrapping_mul(0x9e37_79b9_7f4a_7c15);
-            }
-        };
         if bytes.len() <= 2 * window {
-            mix(bytes);
+            mix_bytes(&mut hash, bytes);
         } else {
-            mix(&bytes[..window]);
-            mix(&bytes[bytes.len() - window..]);
+            mix_bytes(&mut hash, &bytes[..window]);
+            mix_bytes(&mut hash, &bytes[bytes.len() - window..]);
         }
         hash
     }
