@@ -341,6 +341,8 @@ impl Recorder {
         thread_info: Py<PyAny>,
     ) -> PyResult<Recorder> {
         let layout = Layout::detect().map_err(runtime)?;
+        // SAFETY: GIL held (a method called from Python).
+        unsafe { crate::repr::check_int_layout() }.map_err(runtime)?;
         #[cfg(Py_3_12)]
         let backend: Box<dyn Backend> = Box::new(crate::monitoring::Monitoring::new(py, lines)?);
         #[cfg(not(Py_3_12))]

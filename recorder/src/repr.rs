@@ -1401,6 +1401,36 @@ unsafe fn sequence_item(obj: *mut ffi::PyObject, i: usize) -> *mut ffi::PyObject
     }
 }
 
+/// Checks that ints are laid out as [`int_stamp`] and [`small_int`] read
+/// them (3.11–3.13, 64-bit, no `Py_TRACE_REFS`): values read back from
+/// their fields must be what the C API made. `Err` says what differed.
+///
+/// # Safety
+/// GIL held.
+pub(crate) unsafe fn check_int_layout() -> Result<(), String> {
+    const VALUES: [i64; 6] = [0, 7, -300, 123_456_789, -(1 << 40) - 3, (1 << 59) + 12_345];
+    for value in VALUES {
+        // SAFETY: GIL held; the new reference is released below.
+        let read = unsafe {
+            let obj = ffi::PyLong_FromLongLong(value);
+            if obj.is_null() {
+                ffi::PyErr_Clear();
+                return Err("could not make an int to check the int layout".into());
+            }
+            let read = small_int(obj);
+            ffi::Py_DecRef(obj);
+            read
+        };
+        if read != Some(value) {
+            return Err(format!(
+                "this build of CPython lays ints out in a way chronolog does not know \
+                 ({value} read as {read:?})"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The value of an exact int that fits 64 bits (`None` for a larger one).
 ///
 /// # Safety
