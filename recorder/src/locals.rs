@@ -494,12 +494,13 @@ unsafe fn fingerprint_into(value: *mut ffi::PyObject, walk: &mut Walk, depth: us
                 Coverage::Prefix
             }
         } else if repr_fixed_by_identity(value, walk.user_code) {
+            // Neither a container nor a scalar: its stamp is its type (as
+            // `identity_stamp` gives it, without asking twice).
             let (width, stamp) = if (*t).tp_flags & ffi::Py_TPFLAGS_HEAPTYPE != 0 {
                 // An object of the program's classes: `<m.T object at 0x…>`.
-                (MIN_OBJECT_REPR, identity_stamp(value, walk.max_len))
+                (MIN_OBJECT_REPR, t as u64)
             } else {
-                scalar_summary(value, walk.max_len, walk.floats)
-                    .unwrap_or_else(|| (1, identity_stamp(value, walk.max_len)))
+                scalar_summary(value, walk.max_len, walk.floats).unwrap_or((1, t as u64))
             };
             mix(&mut walk.hash, stamp);
             walk.use_chars(width);
