@@ -158,8 +158,10 @@ impl MethodDef {
     }
 }
 
-macro_rules! callbacks {
-    ($($event:ident => $hook:ident as $name:ident),* $(,)?) => {
+/// The C function of each hook but `LINE` (see [`on_line`]): forwards to
+/// [`callback`].
+macro_rules! forward {
+    ($($hook:ident as $name:ident),* $(,)?) => {
         $(
             unsafe extern "C" fn $name(
                 slf: *mut ffi::PyObject,
@@ -171,6 +173,12 @@ macro_rules! callbacks {
                 unsafe { callback(slf, args, nargs, Hook::$hook) }
             }
         )*
+    };
+}
+
+/// The `sys.monitoring` event each C function is registered for.
+macro_rules! callbacks {
+    ($($event:ident => $name:ident),* $(,)?) => {
         static CALLBACKS: [(&str, MethodDef); 11] = [
             $((stringify!($event), MethodDef::new(
                 // The callback's name, as Python shows it.
@@ -197,18 +205,76 @@ const GLOBAL_EVENTS: &[&str] = &[
 /// (`JUMP` only with `LINE`: it completes line events, see `Recording::handle`.)
 const LOCAL_EVENTS: &[&str] = &["LINE", "JUMP", "PY_RETURN", "PY_YIELD", "PY_RESUME"];
 
+forward! {
+    Jump as on_jump,
+    Start as on_start,
+    Resume as on_resume,
+    Throw as on_throw,
+    Return as on_return,
+    Yield as on_yield,
+    Raise as on_raise,
+    Reraise as on_reraise,
+    Handled as on_handled,
+    Unwind as on_unwind,
+}
+
 callbacks! {
-    JUMP => Jump as on_jump,
-    PY_START => Start as on_start,
-    PY_RESUME => Resume as on_resume,
-    PY_THROW => Throw as on_throw,
-    LINE => Line as on_line,
-    PY_RETURN => Return as on_return,
-    PY_YIELD => Yield as on_yield,
-    RAISE => Raise as on_raise,
-    RERAISE => Reraise as on_reraise,
-    EXCEPTION_HANDLED => Handled as on_handled,
-    PY_UNWIND => Unwind as on_unwind,
+    JUMP => on_jump,
+    PY_START => on_start,
+    PY_RESUME => on_resume,
+    PY_THROW => on_throw,
+    LINE => on_line,
+    PY_RETURN => on_return,
+    PY_YIELD => on_yield,
+    RAISE => on_raise,
+    RERAISE => on_reraise,
+    EXCEPTION_HANDLED => on_handled,
+    PY_UNWIND => on_unwind,
+}
+
+/// `LINE`: `(code, line)`. Nearly every event is one, of the frame on top of
+/// its thread's recorded stack: taken by `Recorder::line_event` without the
+/// general path's argument handling, and by `callback` when that declines.
+///
+/// # Safety
+/// As [`callback`].
+unsafe extern "C" fn on_line(
+    slf: *mut ffi::PyObject,
+    args: *mut *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+) -> *mut ffi::PyObject {
+    // SAFETY: called by CPython with the GIL held, `self` the recorder and
+    // `nargs` arguments.
+    unsafe {
+        if nargs == 2 && !crate::suspend::here() {
+            let py = Python::assume_attached();
+            let recorder = Bound::ref_from_ptr(py, &slf)
+                .cast_unchecked::<Recorder>()
+                .get();
+            let code = *args;
+            let line = crate::repr::int_value(*args.add(1)).and_then(|n| u32::try_from(n).ok());
+            let frame = recorder.layout.frame_running(code);
+            if let Some(line) = line
+                && !frame.is_null()
+                && let Some(verdict) = recorder.line_event(py, code, frame, line)
+            {
+                return verdict_object(verdict);
+            }
+        }
+        callback(slf, args, nargs, Hook::Line)
+    }
+}
+
+/// What a callback returns for `verdict`, as a new reference.
+fn verdict_object(verdict: Verdict) -> *mut ffi::PyObject {
+    let result = match verdict {
+        Verdict::Disable => DISABLE.load(std::sync::atomic::Ordering::Relaxed),
+        // SAFETY: the None singleton.
+        _ => unsafe { ffi::Py_None() },
+    };
+    // SAFETY: returning a new reference.
+    unsafe { ffi::Py_IncRef(result) };
+    result
 }
 
 /// Every callback: `(code, offset_or_line[, value_or_exception])`, and
@@ -290,12 +356,5 @@ unsafe fn callback(
             recorder.dispatch(py, hook, code, frame, arg, site)
         };
     }
-    let result = match verdict {
-        Verdict::Disable => DISABLE.load(std::sync::atomic::Ordering::Relaxed),
-        // SAFETY: the None singleton.
-        _ => unsafe { ffi::Py_None() },
-    };
-    // SAFETY: returning a new reference.
-    unsafe { ffi::Py_IncRef(result) };
-    result
+    verdict_object(verdict)
 }

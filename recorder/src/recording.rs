@@ -107,7 +107,6 @@ struct FrameState {
     /// Address of the interpreter frame (stable across a generator's yields).
     frame: usize,
     /// Address of its code object (alive while the frame is).
-    #[cfg(Py_3_12)]
     code: usize,
     code_id: u32,
     /// Line of the last `line` event (the first line before any).
@@ -118,6 +117,41 @@ struct FrameState {
     /// 3.11: the exception pending in the frame (see `tracehook.rs`).
     #[cfg(not(Py_3_12))]
     pub(crate) pending: Option<Pending>,
+}
+
+impl FrameState {
+    /// Compares this frame's variables with their last recorded state and
+    /// records what changed into `sink`.
+    ///
+    /// # Safety
+    /// GIL held; `frame` the live interpreter frame this state describes.
+    unsafe fn diff_vars(
+        &mut self,
+        py: Python<'_>,
+        layout: &Layout,
+        frame: InterpreterFrame,
+        sink: &mut VarSink<'_>,
+        code_slots: &[Box<[(u32, SlotKind)]>],
+    ) {
+        if let Some(namespace) = self.namespace.as_mut() {
+            // SAFETY: GIL held; the mapping is borrowed from the live frame.
+            unsafe { diff_namespace(py, sink, namespace, layout.locals(frame)) };
+            return;
+        }
+        let slots = code_slots
+            .get(self.code_id as usize)
+            .map_or(&[][..], |slots| &slots[..]);
+        if self.locals.len() < slots.len() {
+            self.locals.resize_with(slots.len(), Shadow::default);
+        }
+        // (Zipped: no bounds check per local.)
+        let shadows = self.locals.iter_mut();
+        for (slot, (&(name, kind), shadow)) in slots.iter().zip(shadows).enumerate() {
+            // SAFETY: slot < the code's number of local slots; GIL held; the
+            // value is borrowed from the live frame.
+            unsafe { sink.observe(py, shadow, layout.slot(frame, slot, kind), name) };
+        }
+    }
 }
 
 /// An exception seen in a frame and not yet unwound (3.11, which reports
@@ -547,6 +581,35 @@ impl Recorder {
             Ok(Ok(verdict)) => verdict,
             Ok(Err(message)) => self.fail(py, &message),
             Err(_) => self.fail(py, "internal error (a bug in chronolog)"),
+        }
+    }
+
+    /// A `line` event of the frame on top of its thread's stack, recorded
+    /// without the general path's steps (see `Recording::line_of_top_frame`);
+    /// `None` when [`Recorder::dispatch`] must take it.
+    ///
+    /// # Safety
+    /// As [`Recorder::dispatch`], `frame` not null.
+    #[inline]
+    pub(crate) unsafe fn line_event(
+        &self,
+        py: Python<'_>,
+        code: *mut ffi::PyObject,
+        frame: InterpreterFrame,
+        line: u32,
+    ) -> Option<Verdict> {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            // Taken by the flusher: the general path waits for it.
+            let mut state = self.state.try_lock()?;
+            let recording = state.as_mut()?;
+            // SAFETY: forwarded from the caller.
+            unsafe { recording.line_of_top_frame(py, &self.layout, code, frame, line) }
+        }));
+        match outcome {
+            Ok(None) => None,
+            Ok(Some(Ok(verdict))) => Some(verdict),
+            Ok(Some(Err(message))) => Some(self.fail(py, &message)),
+            Err(_) => Some(self.fail(py, "internal error (a bug in chronolog)")),
         }
     }
 
@@ -1236,7 +1299,6 @@ impl Recording {
         FrameState {
             frame_id,
             frame,
-            #[cfg(Py_3_12)]
             code,
             code_id: state.map_or(0, |s| s.id),
             line: state.map_or(0, |s| s.first_line),
@@ -1471,25 +1533,73 @@ impl Recording {
             index,
             is_start,
         };
-        if let Some(namespace) = top.namespace.as_mut() {
-            // SAFETY: GIL held; the mapping is borrowed from the live frame.
-            unsafe { diff_namespace(py, &mut sink, namespace, layout.locals(frame)) };
-            return;
+        // SAFETY: forwarded.
+        unsafe { top.diff_vars(py, layout, frame, &mut sink, &self.code_slots) };
+    }
+
+    /// A `line` event of the frame on top of its thread's stack — nearly
+    /// every event of a run — recorded in one pass: one thread lookup, no
+    /// code lookup, no step the general path needs for other events. `None`
+    /// when that path must run (an unseen thread, another frame, 3.11's
+    /// exception pending in the frame, `--no-lines` on 3.11).
+    ///
+    /// # Safety
+    /// As [`Recorder::dispatch`].
+    #[inline]
+    unsafe fn line_of_top_frame(
+        &mut self,
+        py: Python<'_>,
+        layout: &Layout,
+        code: *mut ffi::PyObject,
+        frame: InterpreterFrame,
+        line: u32,
+    ) -> Option<Result<Verdict, String>> {
+        if !self.options.lines {
+            return None;
         }
-        let slots = self
-            .code_slots
-            .get(top.code_id as usize)
-            .map_or(&[][..], |slots| &slots[..]);
-        if top.locals.len() < slots.len() {
-            top.locals.resize_with(slots.len(), Shadow::default);
+        let slot = self.threads.slot(crate::thread_key::current())?;
+        let thread = &mut self.threads.states[slot];
+        let depth = thread.stack.len().checked_sub(1)? as u32;
+        let top = thread.stack.last_mut()?;
+        if top.frame != frame as usize || top.code != code as usize {
+            return None;
         }
-        // (Zipped: no bounds check per local.)
-        let shadows = top.locals.iter_mut();
-        for (slot, (&(name, kind), shadow)) in slots.iter().zip(shadows).enumerate() {
-            // SAFETY: slot < the code's number of local slots; GIL held; the
-            // value is borrowed from the live frame.
-            unsafe { sink.observe(py, shadow, layout.slot(frame, slot, kind), name) };
+        #[cfg(not(Py_3_12))]
+        if top.pending.as_ref().is_some_and(|p| !p.handled) {
+            return None;
         }
+        thread.unwound_exception = 0;
+        top.line = line;
+        let ts = self.clock.now_ns();
+        let index = self.rows.push_event(Event {
+            seq: self.seq,
+            ts_ns: ts,
+            thread: thread.id,
+            kind: EventKind::Line as u8,
+            frame: top.frame_id,
+            depth,
+            code: top.code_id,
+            line,
+            arg: 0,
+            arg_type: 0,
+            exc_id: 0,
+            exc_context: 0,
+        });
+        self.seq += 1;
+        if self.options.vars {
+            let mut sink = VarSink {
+                batch: &mut self.rows.batch,
+                scratch: &mut self.scratch,
+                names: &mut self.names,
+                writer: &mut self.writer,
+                repr: self.options.repr,
+                index,
+                is_start: false,
+            };
+            // SAFETY: forwarded.
+            unsafe { top.diff_vars(py, layout, frame, &mut sink, &self.code_slots) };
+        }
+        Some(self.maybe_flush(ts).map(|()| Verdict::Ignore))
     }
 
     /// Hands the batch to the writer when it is full or 100 ms old. The GIL

@@ -162,7 +162,10 @@ unsafe extern "C" fn trace(
             ffi::PyTrace_CALL => dispatch(Hook::Start, std::ptr::null_mut(), offset()),
             ffi::PyTrace_LINE => {
                 let line = u32::try_from(ffi::PyFrame_GetLineNumber(frame_object)).unwrap_or(0);
-                dispatch(Hook::Line, std::ptr::null_mut(), Site::Line(line))
+                match recorder.line_event(py, code, frame, line) {
+                    Some(verdict) => verdict,
+                    None => dispatch(Hook::Line, std::ptr::null_mut(), Site::Line(line)),
+                }
             }
             // Without a value: the frame is left by an exception.
             ffi::PyTrace_RETURN if arg.is_null() => {
