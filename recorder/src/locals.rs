@@ -17,8 +17,8 @@ use rustc_hash::FxHashMap;
 
 use crate::names::Names;
 use crate::repr::{
-    FloatReprs, ReprOptions, identity_stamp, mix, mix_bytes, repr_fixed_by_identity,
-    scalar_summary, short_repr,
+    FloatReprs, ReprOptions, identity_stamp, int_stamp, mix, mix_bytes, repr_fixed_by_identity,
+    scalar_summary, sequence_items, short_repr, summarize,
 };
 
 /// What a redacted variable's value is recorded as.
@@ -377,46 +377,10 @@ unsafe fn fingerprint_into(value: *mut ffi::PyObject, walk: &mut Walk, depth: us
         // The type too: a list and a tuple of the same items differ.
         mix(&mut walk.hash, value as u64 ^ (t as u64).rotate_left(32));
         if t == &raw mut ffi::PyList_Type || t == &raw mut ffi::PyTuple_Type {
-            let tuple = t == &raw mut ffi::PyTuple_Type;
-            let len = if tuple {
-                ffi::PyTuple_GET_SIZE(value)
-            } else {
-                ffi::PyList_GET_SIZE(value)
-            }
-            .max(0);
+            let (items, len) = sequence_items(value, t == &raw mut ffi::PyTuple_Type);
             mix(&mut walk.hash, len as u64);
             walk.use_chars(1); // the bracket
-            for n in 0..len {
-                if n > 0 && !walk.use_more(2) {
-                    return Coverage::Prefix; // `, `
-                }
-                let i = if walk.backwards { len - 1 - n } else { n };
-                let item = if tuple {
-                    ffi::PyTuple_GET_ITEM(value, i)
-                } else {
-                    ffi::PyList_GET_ITEM(value, i)
-                };
-                if item.is_null() {
-                    return Coverage::Unknown;
-                }
-                // Most items are plain scalars: no need to look further.
-                let coverage = match scalar_summary(item, walk.max_len, walk.floats) {
-                    Some((width, stamp)) => {
-                        if walk.use_more(width) {
-                            // The value, not the address (see `identity_stamp`).
-                            mix(&mut walk.hash, stamp);
-                            Coverage::Whole
-                        } else {
-                            Coverage::Prefix
-                        }
-                    }
-                    None => fingerprint_into(item, walk, depth + 1),
-                };
-                if coverage != Coverage::Whole {
-                    return coverage;
-                }
-            }
-            Coverage::Whole
+            walk_items(items, len, walk, depth)
         } else if t == &raw mut ffi::PyDict_Type {
             if walk.backwards {
                 return fingerprint_whole(value, walk, depth);
@@ -509,6 +473,58 @@ unsafe fn fingerprint_into(value: *mut ffi::PyObject, walk: &mut Walk, depth: us
             Coverage::Unknown
         }
     }
+}
+
+/// Walks the items of a list or tuple (from the last when walking
+/// backwards), separators included. Ints and floats — most items — are
+/// taken in the loop itself, budget and hash in registers; anything else
+/// goes through [`fingerprint_into`].
+///
+/// # Safety
+/// GIL held; `items` the `len` items of a live list or tuple, which no code
+/// changes during the walk.
+#[inline(always)]
+unsafe fn walk_items(
+    items: *const *mut ffi::PyObject,
+    len: usize,
+    walk: &mut Walk,
+    depth: usize,
+) -> Coverage {
+    let backwards = walk.backwards;
+    for n in 0..len {
+        if n > 0 && !walk.use_more(2) {
+            return Coverage::Prefix; // `, `
+        }
+        let i = if backwards { len - 1 - n } else { n };
+        // SAFETY: `i` < `len`; items are borrowed while no code runs.
+        unsafe {
+            let item = *items.add(i);
+            if item.is_null() {
+                return Coverage::Unknown;
+            }
+            let t = ffi::Py_TYPE(item);
+            let (width, stamp) = if t == &raw mut ffi::PyLong_Type {
+                (1, int_stamp(item))
+            } else if t == &raw mut ffi::PyFloat_Type {
+                let value = ffi::PyFloat_AS_DOUBLE(item);
+                // At least `0.0` or `inf`.
+                (walk.floats.cached_len(value).unwrap_or(3), value.to_bits())
+            } else if let Some(summary) = summarize(item, t, walk.max_len) {
+                summary // another scalar
+            } else {
+                match fingerprint_into(item, walk, depth + 1) {
+                    Coverage::Whole => continue,
+                    other => return other,
+                }
+            };
+            if !walk.use_more(width) {
+                return Coverage::Prefix;
+            }
+            // The value, not the address (see `identity_stamp`).
+            mix(&mut walk.hash, stamp);
+        }
+    }
+    Coverage::Whole
 }
 
 /// Dicts and sets cannot be walked backwards: at the tail of a repr, one is

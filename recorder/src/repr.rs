@@ -409,7 +409,7 @@ pub(crate) unsafe fn scalar_summary(
 ///
 /// # Safety
 /// GIL held, `obj` valid, `t` its type.
-unsafe fn summarize(
+pub(crate) unsafe fn summarize(
     obj: *mut ffi::PyObject,
     t: *mut ffi::PyTypeObject,
     max_len: usize,
@@ -447,7 +447,7 @@ unsafe fn summarize(
 /// # Safety
 /// GIL held, `obj` an exact int.
 #[inline(always)]
-unsafe fn int_stamp(obj: *mut ffi::PyObject) -> u64 {
+pub(crate) unsafe fn int_stamp(obj: *mut ffi::PyObject) -> u64 {
     // SAFETY: forwarded.
     unsafe {
         let (size, digits, _) = int_shape(obj);
@@ -1255,15 +1255,40 @@ impl Head {
             }
             self.stack.push(obj);
             self.put(open);
-            let len = sequence_len(obj);
+            let (items, len) = sequence_items(obj, tuple);
             for i in 0..len {
                 if self.full() {
                     break;
                 }
-                if i > 0 {
+                let item = *items.add(i);
+                if item.is_null() {
+                    break;
+                }
+                // While the room surely holds `, ` and any int or float
+                // repr: those, the commonest items, straight into the text.
+                if self.limit - self.chars >= 2 + MAX_FLOAT_REPR {
+                    if i > 0 {
+                        self.text.push_str(", ");
+                        self.chars += 2;
+                    }
+                    let t = type_of(item);
+                    if t == &raw mut ffi::PyLong_Type
+                        && let Some(value) = small_int(item)
+                    {
+                        self.chars += push_int(&mut self.text, value);
+                        continue;
+                    }
+                    if t == &raw mut ffi::PyFloat_Type {
+                        let before = self.text.len();
+                        self.floats
+                            .push(&mut self.text, ffi::PyFloat_AS_DOUBLE(item));
+                        self.chars += self.text.len() - before; // ASCII
+                        continue;
+                    }
+                } else if i > 0 {
                     self.put(", ");
                 }
-                self.render(sequence_item(obj, i));
+                self.render(item);
             }
             if tuple && len == 1 {
                 self.put(",");
@@ -1372,6 +1397,29 @@ impl Head {
                 self.render(args);
             }
         }
+    }
+}
+
+/// The item array and length of an exact list or tuple (`tuple` says
+/// which), as `PyList_GET_ITEM` and `PyTuple_GET_ITEM` read them.
+///
+/// # Safety
+/// GIL held, `obj` an exact list or tuple; the items are borrowed while no
+/// code runs.
+#[inline(always)]
+pub(crate) unsafe fn sequence_items(
+    obj: *mut ffi::PyObject,
+    tuple: bool,
+) -> (*const *mut ffi::PyObject, usize) {
+    // SAFETY: the object's own fields.
+    unsafe {
+        let len = ffi::Py_SIZE(obj).max(0) as usize;
+        let items = if tuple {
+            (*obj.cast::<ffi::PyTupleObject>()).ob_item.as_ptr()
+        } else {
+            (*obj.cast::<ffi::PyListObject>()).ob_item.cast_const()
+        };
+        (items, len)
     }
 }
 
