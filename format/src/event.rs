@@ -288,136 +288,6 @@ impl Checkpoint {
     }
 }
 
-/// A value ref with this bit set names an entry of a [`RowBatch`]'s
-/// [`Deferred`] values (`DEFERRED_REF | index`), not of its [`Values`].
-pub const DEFERRED_REF: u32 = 1 << 31;
-
-/// Turns a deferred value's bytes into its text; false if they make no sense.
-pub type RenderDeferred = fn(&[u8], &mut String) -> bool;
-
-/// Values a producer hands over unrendered: bytes only it knows how to turn
-/// into text (the recorder's captured containers and floats, whose text
-/// would cost its hot path more than copying them), rendered on the
-/// writer's thread by [`crate::WriterOptions::render_deferred`] before the
-/// batch is checked and encoded.
-///
-/// An entry pushed by [`Deferred::push_replacing`] carries the value it
-/// replaces: a variable change whose text comes out equal to that value's
-/// is dropped (the value changed only where its cut repr does not show, and
-/// a change is recorded only when the repr changes).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Deferred {
-    bytes: Vec<u8>,
-    /// End of each entry in `bytes`, and 1 + the index of the entry it
-    /// replaces (0: none).
-    entries: Vec<(u32, u32)>,
-}
-
-impl Deferred {
-    /// Appends an entry; returns its value ref.
-    #[inline]
-    pub fn push(&mut self, bytes: &[u8]) -> u32 {
-        self.push_entry(bytes, 0)
-    }
-
-    /// Appends `previous` (only compared against) and then `bytes`, which
-    /// replaces it; returns the value ref of `bytes`.
-    pub fn push_replacing(&mut self, bytes: &[u8], previous: &[u8]) -> u32 {
-        let previous = self.push_entry(previous, 0) & !DEFERRED_REF;
-        self.push_entry(bytes, previous + 1)
-    }
-
-    fn push_entry(&mut self, bytes: &[u8], replaces: u32) -> u32 {
-        self.bytes.extend_from_slice(bytes);
-        let end = u32::try_from(self.bytes.len()).unwrap_or(u32::MAX);
-        self.entries.push((end, replaces));
-        DEFERRED_REF | u32::try_from(self.entries.len() - 1).unwrap_or(u32::MAX >> 1)
-    }
-
-    /// Number of entries.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// True when there are no entries.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
-    fn entry(&self, index: usize) -> Option<&[u8]> {
-        let end = self.entries.get(index)?.0 as usize;
-        let start = match index {
-            0 => 0,
-            _ => self.entries[index - 1].0 as usize,
-        };
-        self.bytes.get(start..end)
-    }
-
-    fn clear(&mut self) {
-        self.bytes.clear();
-        self.entries.clear();
-    }
-}
-
-/// Renders the deferred entries of one batch into its values, each once.
-struct Resolver<'a> {
-    deferred: &'a Deferred,
-    render: RenderDeferred,
-    /// Value ref of each entry rendered so far (0: not yet).
-    refs: Vec<u32>,
-    text: String,
-}
-
-impl Resolver<'_> {
-    /// The [`Values`] ref of value ref `value_ref` (deferred or not).
-    fn resolve(&mut self, value_ref: u32, values: &mut Values) -> Result<u32, String> {
-        if value_ref & DEFERRED_REF == 0 {
-            return Ok(value_ref);
-        }
-        let index = (value_ref & !DEFERRED_REF) as usize;
-        match self.refs.get(index) {
-            Some(&0) => {}
-            Some(&done) => return Ok(done),
-            None => return Err(format!("deferred value {index} of {}", self.refs.len())),
-        }
-        self.render_entry(index)?;
-        let done = values.push(&self.text);
-        self.refs[index] = done;
-        Ok(done)
-    }
-
-    /// Renders entry `index` into `self.text`.
-    fn render_entry(&mut self, index: usize) -> Result<(), String> {
-        self.text.clear();
-        let bytes = self.deferred.entry(index).unwrap_or_default();
-        if (self.render)(bytes, &mut self.text) {
-            Ok(())
-        } else {
-            Err(format!("deferred value {index} could not be rendered"))
-        }
-    }
-
-    /// True when value ref `value_ref` (resolved to `resolved`) replaces an
-    /// entry whose text is the same.
-    fn same_as_replaced(
-        &mut self,
-        value_ref: u32,
-        resolved: u32,
-        values: &Values,
-    ) -> Result<bool, String> {
-        if value_ref & DEFERRED_REF == 0 {
-            return Ok(false);
-        }
-        let index = (value_ref & !DEFERRED_REF) as usize;
-        let replaced = self.deferred.entries.get(index).map_or(0, |e| e.1) as usize;
-        if replaced == 0 || replaced > index {
-            return Ok(false);
-        }
-        self.render_entry(replaced - 1)?;
-        Ok(values.get(resolved) == Some(self.text.as_str()))
-    }
-}
-
 /// Events as rows, with everything else of their batch — variable
 /// changes, values, checkpoint — in an [`EventBatch`] whose event columns
 /// stay empty. What a producer on a hot path fills (one row written per
@@ -428,8 +298,6 @@ pub struct RowBatch {
     pub events: Vec<Event>,
     /// Variable changes (`event` indexes `events`), values, checkpoint.
     pub batch: EventBatch,
-    /// Values referred to by [`DEFERRED_REF`] refs, rendered by the writer.
-    pub deferred: Deferred,
 }
 
 impl RowBatch {
@@ -438,7 +306,6 @@ impl RowBatch {
         RowBatch {
             events: Vec::with_capacity(events),
             batch: EventBatch::with_capacity(0, vars),
-            deferred: Deferred::default(),
         }
     }
 
@@ -490,51 +357,10 @@ impl RowBatch {
         self.events.clear();
     }
 
-    /// Renders the deferred values into `values` and points every ref to
-    /// them there, dropping the variable changes whose text is that of the
-    /// value they replace (see [`Deferred`]). Runs on the writer's thread.
-    pub fn resolve_deferred(&mut self, render: Option<RenderDeferred>) -> Result<(), String> {
-        if self.deferred.is_empty() {
-            return Ok(());
-        }
-        let Some(render) = render else {
-            return Err("deferred values without a renderer".into());
-        };
-        let mut resolver = Resolver {
-            deferred: &self.deferred,
-            render,
-            refs: vec![0; self.deferred.len()],
-            text: String::new(),
-        };
-        let batch = &mut self.batch;
-        let mut dropped = Vec::new();
-        for (k, value_ref) in batch.var_value.iter_mut().enumerate() {
-            let resolved = resolver.resolve(*value_ref, &mut batch.values)?;
-            if resolver.same_as_replaced(*value_ref, resolved, &batch.values)? {
-                dropped.push(k);
-            }
-            *value_ref = resolved;
-        }
-        for event in &mut self.events {
-            event.arg = resolver.resolve(event.arg, &mut batch.values)?;
-        }
-        if let Some(checkpoint) = batch.checkpoint.as_mut() {
-            for value_ref in &mut checkpoint.var_value {
-                *value_ref = resolver.resolve(*value_ref, &mut batch.values)?;
-            }
-        }
-        if !dropped.is_empty() {
-            batch.drop_vars(&dropped);
-        }
-        self.deferred.clear();
-        Ok(())
-    }
-
     /// Empties the batch, keeping its allocations for reuse.
     pub fn clear(&mut self) {
         self.events.clear();
         self.batch.clear();
-        self.deferred.clear();
     }
 }
 
@@ -638,27 +464,6 @@ impl EventBatch {
         self.var_change.push(v.change);
         self.var_value.push(v.value);
         self.var_type.push(v.type_name);
-    }
-
-    /// Removes the variable changes at `indexes` (ascending).
-    fn drop_vars(&mut self, indexes: &[usize]) {
-        fn retain<T: Copy>(column: &mut Vec<T>, indexes: &[usize]) {
-            let mut next = indexes.iter().peekable();
-            let mut k = 0;
-            column.retain(|_| {
-                let keep = next.peek() != Some(&&k);
-                if !keep {
-                    next.next();
-                }
-                k += 1;
-                keep
-            });
-        }
-        retain(&mut self.var_event, indexes);
-        retain(&mut self.var_name, indexes);
-        retain(&mut self.var_change, indexes);
-        retain(&mut self.var_value, indexes);
-        retain(&mut self.var_type, indexes);
     }
 
     /// The event at `index`, as a row.
@@ -779,95 +584,5 @@ impl EventBatch {
             return Err(format!("value ref {max_ref} but only {values} values"));
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Test renderer: the bytes are the text, upper-cased.
-    fn shout(bytes: &[u8], out: &mut String) -> bool {
-        match std::str::from_utf8(bytes) {
-            Ok(text) => {
-                out.push_str(&text.to_uppercase());
-                true
-            }
-            Err(_) => false,
-        }
-    }
-
-    fn var(event: u32, name: u32, value: u32) -> VarRecord {
-        VarRecord {
-            event,
-            name,
-            change: VarChange::Modified as u8,
-            value,
-            type_name: 0,
-        }
-    }
-
-    #[test]
-    fn deferred_values_are_rendered_and_unseen_changes_dropped() {
-        let mut rows = RowBatch::with_capacity(4, 4);
-        let plain = rows.batch.values.push("plain");
-        let arg = rows.deferred.push(b"returned");
-        rows.push_event(Event {
-            arg,
-            ..Event::default()
-        });
-        rows.push_event(Event::default());
-        let changed = rows.deferred.push_replacing(b"new", b"old");
-        // Bytes differ, text does not: not a change of the repr.
-        let unseen = rows.deferred.push_replacing(b"same", b"SAME");
-        rows.batch.push_var(&var(0, 1, plain));
-        rows.batch.push_var(&var(0, 2, changed));
-        rows.batch.push_var(&var(1, 3, unseen));
-        let mut checkpoint = Checkpoint::default();
-        let frame = checkpoint.push_frame(0, 1, 0, 0, 1);
-        checkpoint.push_var(frame, 4, rows.deferred.push(b"held"));
-        rows.batch.checkpoint = Some(checkpoint);
-
-        rows.resolve_deferred(Some(shout)).expect("resolved");
-        assert!(rows.deferred.is_empty());
-        let values = &rows.batch.values;
-        assert_eq!(values.get(rows.events[0].arg), Some("RETURNED"));
-        assert_eq!(rows.events[1].arg, 0);
-        assert_eq!(rows.batch.var_name, [1, 2]);
-        let texts: Vec<_> = rows
-            .batch
-            .var_value
-            .iter()
-            .map(|&v| values.get(v))
-            .collect();
-        assert_eq!(texts, [Some("plain"), Some("NEW")]);
-        let held = rows
-            .batch
-            .checkpoint
-            .as_ref()
-            .expect("checkpoint")
-            .var_value[0];
-        assert_eq!(values.get(held), Some("HELD"));
-        rows.rows_to_columns();
-        assert_eq!(rows.batch.validate(), Ok(()));
-    }
-
-    #[test]
-    fn deferred_values_need_a_renderer_that_understands_them() {
-        let mut rows = RowBatch::with_capacity(1, 1);
-        let arg = rows.deferred.push(&[0xff]);
-        rows.push_event(Event {
-            arg,
-            ..Event::default()
-        });
-        assert!(rows.clone().resolve_deferred(None).is_err());
-        assert!(rows.clone().resolve_deferred(Some(shout)).is_err());
-        let mut stray = RowBatch::with_capacity(1, 1);
-        stray.push_event(Event {
-            arg: DEFERRED_REF | 7,
-            ..Event::default()
-        });
-        stray.deferred.push(b"x");
-        assert!(stray.resolve_deferred(Some(shout)).is_err());
     }
 }

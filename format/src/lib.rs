@@ -47,10 +47,7 @@ mod writer;
 
 pub use chunk::{ChunkStats, ColumnMask, MAX_CHUNK_ROWS};
 pub use error::{FormatError, Result};
-pub use event::{
-    Checkpoint, DEFERRED_REF, Deferred, Event, EventBatch, EventKind, RenderDeferred, RowBatch,
-    Values, VarChange, VarRecord,
-};
+pub use event::{Checkpoint, Event, EventBatch, EventKind, RowBatch, Values, VarChange, VarRecord};
 pub use footer::ChunkEntry;
 pub use generated::trace_capnp::ColumnId;
 pub use header::HeaderInfo;

@@ -33,7 +33,7 @@ use rayon::prelude::*;
 use crate::block::{BlockKind, block_header, prelude, trailer};
 use crate::chunk::{ChunkStats, encode_chunk};
 use crate::error::{FormatError, Result};
-use crate::event::{EventBatch, RenderDeferred, RowBatch};
+use crate::event::{EventBatch, RowBatch};
 use crate::footer::{ChunkEntry, Footer};
 use crate::header::HeaderInfo;
 use crate::metadata::{CodeInfo, PendingMetadata, ThreadMeta};
@@ -45,8 +45,6 @@ pub struct WriterOptions {
     pub max_chunk_events: usize,
     /// Number of jobs the queue holds before `write_batch` blocks.
     pub queue_depth: usize,
-    /// Renders the deferred values of row batches (see [`crate::Deferred`]).
-    pub render_deferred: Option<RenderDeferred>,
 }
 
 impl Default for WriterOptions {
@@ -54,7 +52,6 @@ impl Default for WriterOptions {
         WriterOptions {
             max_chunk_events: 1 << 16,
             queue_depth: 8,
-            render_deferred: None,
         }
     }
 }
@@ -145,7 +142,6 @@ impl TraceWriter {
                 .clamp(1, crate::chunk::MAX_CHUNK_ROWS),
             pool: None,
             spares: Arc::default(),
-            render_deferred: options.render_deferred,
         };
         worker.write_all(&prelude(crate::FORMAT_MINOR))?;
         worker.write_block(BlockKind::Header, &header.encode(crate::FORMAT_MINOR))?;
@@ -340,7 +336,6 @@ struct Worker {
     pool: Option<rayon::ThreadPool>,
     /// Written row batches, emptied, for [`TraceWriter::spare_rows`].
     spares: Arc<Mutex<Vec<RowBatch>>>,
-    render_deferred: Option<RenderDeferred>,
 }
 
 enum Encoded {
@@ -392,8 +387,6 @@ impl Worker {
                         "a row batch with events in its columns too".into(),
                     ));
                 }
-                rows.resolve_deferred(self.render_deferred)
-                    .map_err(FormatError::InvalidBatch)?;
                 rows.rows_to_columns();
                 rows.batch.validate().map_err(FormatError::InvalidBatch)?;
                 check_ids(&rows.batch, *defined)?;

@@ -24,7 +24,6 @@ fn sample() -> Vec<u8> {
         WriterOptions {
             max_chunk_events: 256,
             queue_depth: 4,
-            ..WriterOptions::default()
         },
     )
     .expect("write");

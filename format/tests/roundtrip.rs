@@ -68,7 +68,6 @@ fn write(rows: &[Row], batch_size: usize, chunk_events: usize, path: &std::path:
     let options = WriterOptions {
         max_chunk_events: chunk_events,
         queue_depth: 2,
-        ..WriterOptions::default()
     };
     let mut writer = TraceWriter::create(path, &HeaderInfo::default(), options).expect("create");
     for i in 0..3 {

@@ -11,7 +11,6 @@
 //! `chronolog.TraceError` (see `error.rs`).
 
 mod arrow_stream;
-mod capture;
 mod clock;
 mod error;
 mod frames;
@@ -54,7 +53,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<recording::Recorder>()?;
     m.add_function(wrap_pyfunction!(reading::write_synthetic, m)?)?;
     m.add_function(wrap_pyfunction!(safe_repr, m)?)?;
-    m.add_function(wrap_pyfunction!(captured_repr, m)?)?;
     Ok(())
 }
 
@@ -67,24 +65,4 @@ fn safe_repr(value: &Bound<'_, PyAny>, max_repr: usize) -> String {
     // SAFETY: the GIL is held (we have a Bound) and the object is alive.
     unsafe { repr::short_repr(value.as_ptr(), repr::ReprOptions::safe(max_repr), &mut out) };
     out
-}
-
-/// The repr of `value` as the writer's thread renders it from a capture
-/// (`capture.rs`), or `None` when the recorder does not capture such a
-/// value. Always equal to `safe_repr(value, max_repr)`: exposed for the
-/// tests that check it.
-#[pyfunction]
-#[pyo3(signature = (value, max_repr=100))]
-fn captured_repr(value: &Bound<'_, PyAny>, max_repr: usize) -> Option<String> {
-    let mut bytes = Vec::new();
-    // SAFETY: the GIL is held (we have a Bound) and the object is alive.
-    let captured = unsafe {
-        capture::capture(
-            value.as_ptr(),
-            repr::ReprOptions::safe(max_repr),
-            &mut bytes,
-        )
-    };
-    let mut out = String::new();
-    (captured && capture::render(&bytes, &mut out)).then_some(out)
 }

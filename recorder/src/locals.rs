@@ -10,12 +10,11 @@
 //! is kept, so an address alone proves nothing: a freed value's address is
 //! soon given to another value.
 
-use chronolog_format::{Deferred, EventBatch, TraceWriter, VarChange, VarRecord};
+use chronolog_format::{EventBatch, TraceWriter, VarChange, VarRecord};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use rustc_hash::FxHashMap;
 
-use crate::capture::{capture, capture_text};
 use crate::names::Names;
 use crate::repr::{
     FloatReprs, ReprOptions, identity_stamp, int_stamp, mix, mix_bytes, repr_fixed_by_identity,
@@ -42,19 +41,6 @@ pub(crate) struct Shadow {
     /// For such objects: their [`identity_stamp`], which tells them from
     /// another object later made at the same address.
     stamp: u64,
-    /// The value was captured (see `capture.rs`): `capture` holds what was
-    /// recorded, `repr` nothing.
-    captured: bool,
-    capture: Vec<u8>,
-    /// `object` could not be captured (too long, or holding what a capture
-    /// cannot): not tried again while the variable holds it.
-    uncapturable: bool,
-}
-
-/// A variable's last recorded value: its text, or its capture.
-pub(crate) enum Recorded<'a> {
-    Text(&'a str),
-    Captured(&'a [u8]),
 }
 
 impl Shadow {
@@ -63,19 +49,16 @@ impl Shadow {
         self.bound = false;
     }
 
-    /// The last recorded value, while the variable is bound.
-    pub(crate) fn recorded(&self) -> Option<Recorded<'_>> {
-        self.bound.then(|| match self.captured {
-            true => Recorded::Captured(&self.capture),
-            false => Recorded::Text(&self.repr),
-        })
+    /// The last recorded repr, while the variable is bound.
+    pub(crate) fn recorded(&self) -> Option<&str> {
+        self.bound.then_some(self.repr.as_str())
     }
 }
 
 impl NamespaceShadow {
-    /// The bound variables with their last recorded value, by name id.
-    pub(crate) fn recorded(&self) -> Vec<(u32, Recorded<'_>)> {
-        let mut bound: Vec<(u32, Recorded<'_>)> = self
+    /// The bound variables with their last recorded repr, by name id.
+    pub(crate) fn recorded(&self) -> Vec<(u32, &str)> {
+        let mut bound: Vec<(u32, &str)> = self
             .vars
             .iter()
             .filter_map(|(&name, (shadow, _))| Some((name, shadow.recorded()?)))
@@ -96,10 +79,7 @@ pub(crate) struct NamespaceShadow {
 /// Everything needed to record variable changes at one event.
 pub(crate) struct VarSink<'a> {
     pub(crate) batch: &'a mut EventBatch,
-    pub(crate) deferred: &'a mut Deferred,
     pub(crate) scratch: &'a mut String,
-    /// Scratch bytes for a capture.
-    pub(crate) capture: &'a mut Vec<u8>,
     pub(crate) names: &'a mut Names,
     pub(crate) writer: &'a mut TraceWriter,
     pub(crate) repr: ReprOptions,
@@ -170,7 +150,6 @@ impl VarSink<'_> {
                 previous.bound = true;
                 previous.object = value as usize;
                 previous.fingerprint = None;
-                previous.captured = false;
                 previous.repr.clear();
                 previous.repr.push_str(REDACTED);
                 let change = if self.is_start {
@@ -213,79 +192,33 @@ impl VarSink<'_> {
         if same_object && fingerprint.is_some() && previous.fingerprint == fingerprint {
             return;
         }
-        // It may have changed. Floats, and lists and tuples of scalars, are
-        // captured (compared as bytes, rendered on the writer's thread).
-        let captured = !(same_object && previous.uncapturable)
-            // SAFETY: as above.
-            && unsafe { capture(value, self.repr, self.capture) };
-        previous.uncapturable = !captured;
-        if captured {
-            if previous.bound && previous.captured && previous.capture == *self.capture {
-                previous.remember(value, fingerprint, !mutable, stamp);
-                return;
-            }
-            let value_ref = match (previous.bound, previous.captured) {
-                (false, _) => self.deferred.push(self.capture),
-                (true, true) => self
-                    .deferred
-                    .push_replacing(self.capture, &previous.capture),
-                (true, false) => {
-                    let mut text = Vec::new();
-                    capture_text(&previous.repr, &mut text);
-                    self.deferred.push_replacing(self.capture, &text)
-                }
-            };
-            std::mem::swap(&mut previous.capture, self.capture);
-            previous.captured = true;
-            // SAFETY: as above.
-            unsafe { self.record(py, previous, value, name, value_ref) };
-            previous.remember(value, fingerprint, !mutable, stamp);
-            return;
-        }
         self.scratch.clear();
         // SAFETY: as above.
         unsafe { short_repr(value, self.repr, self.scratch) };
-        let value_ref = if previous.bound && previous.captured {
-            // The last value was captured: whether the texts differ is for
-            // the writer to tell.
-            capture_text(self.scratch, self.capture);
-            self.deferred
-                .push_replacing(self.capture, &previous.capture)
-        } else if previous.bound && previous.repr == *self.scratch {
-            previous.remember(value, fingerprint, !mutable, stamp);
+        let change = if !previous.bound {
+            if self.is_start {
+                VarChange::Start
+            } else {
+                VarChange::New
+            }
+        } else if previous.repr == *self.scratch {
+            previous.object = value as usize;
+            previous.fingerprint = fingerprint;
+            previous.fixed = !mutable;
+            previous.stamp = stamp;
             return;
         } else {
-            self.batch.values.push(self.scratch)
+            VarChange::Modified
         };
+        previous.bound = true;
+        previous.object = value as usize;
+        previous.fingerprint = fingerprint;
+        previous.fixed = !mutable;
+        previous.stamp = stamp;
         // The new text becomes the shadow's; the old one's buffer becomes
         // the scratch (cleared before its next use).
         std::mem::swap(&mut previous.repr, self.scratch);
-        previous.captured = false;
-        // SAFETY: as above.
-        unsafe { self.record(py, previous, value, name, value_ref) };
-        previous.remember(value, fingerprint, !mutable, stamp);
-    }
-
-    /// Records `value` (its text or capture already stored as `value_ref`)
-    /// as the variable's new value: new, or modified.
-    ///
-    /// # Safety
-    /// GIL held; `value` alive.
-    #[inline]
-    unsafe fn record(
-        &mut self,
-        py: Python<'_>,
-        previous: &mut Shadow,
-        value: *mut ffi::PyObject,
-        name: u32,
-        value_ref: u32,
-    ) {
-        let change = match (previous.bound, self.is_start) {
-            (true, _) => VarChange::Modified,
-            (false, true) => VarChange::Start,
-            (false, false) => VarChange::New,
-        };
-        previous.bound = true;
+        let value_ref = self.batch.values.push(&previous.repr);
         // SAFETY: GIL held; borrowed value.
         let bound = unsafe { Bound::from_borrowed_ptr(py, value) };
         let type_name = self.names.type_of(self.writer, &bound);
@@ -296,24 +229,6 @@ impl VarSink<'_> {
             value: value_ref,
             type_name,
         });
-    }
-}
-
-impl Shadow {
-    /// Notes the object the variable now holds, with what tells whether it
-    /// changes (see the fields).
-    #[inline]
-    fn remember(
-        &mut self,
-        value: *mut ffi::PyObject,
-        fingerprint: Option<u64>,
-        fixed: bool,
-        stamp: u64,
-    ) {
-        self.object = value as usize;
-        self.fingerprint = fingerprint;
-        self.fixed = fixed;
-        self.stamp = stamp;
     }
 }
 

@@ -31,10 +31,9 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::capture::capture;
 use crate::clock::Clock;
 use crate::frames::{InterpreterFrame, Layout, SlotKind};
-use crate::locals::{NamespaceShadow, Recorded, Shadow, VarSink, diff_namespace};
+use crate::locals::{NamespaceShadow, Shadow, VarSink, diff_namespace};
 use crate::names::Names;
 use crate::repr::{ReprOptions, short_repr};
 use crate::scope::Scope;
@@ -264,8 +263,6 @@ struct Recording {
     /// (code id, bytecode offset) -> line, for events that carry an offset.
     lines: FxHashMap<(u32, i32), u32>,
     scratch: String,
-    /// Scratch bytes for a capture (see `capture.rs`).
-    capture: Vec<u8>,
     /// Shadows of finished frames, for new ones (see [`Recording::recycle`]).
     spare_locals: Vec<Vec<Shadow>>,
 }
@@ -394,13 +391,7 @@ impl Recorder {
             meta: header,
         };
         let writer = py
-            .detach(|| {
-                let options = WriterOptions {
-                    render_deferred: Some(crate::capture::render),
-                    ..WriterOptions::default()
-                };
-                TraceWriter::create(&path, &info, options)
-            })
+            .detach(|| TraceWriter::create(&path, &info, WriterOptions::default()))
             .map_err(runtime)?;
         let recording = Recording {
             writer,
@@ -435,7 +426,6 @@ impl Recorder {
             sources: FxHashSet::default(),
             lines: FxHashMap::default(),
             scratch: String::new(),
-            capture: Vec::new(),
             spare_locals: Vec::new(),
         };
         Ok(Recorder {
@@ -1469,24 +1459,17 @@ impl Recording {
                 // SAFETY: GIL held; `value` is alive for this call.
                 let value = unsafe { Bound::from_borrowed_ptr(py, value) };
                 self.scratch.clear();
-                let mut return_value = None;
                 if at.exc_id != 0 {
                     crate::repr::exception_message(
                         &value,
                         self.options.repr.max_len,
                         &mut self.scratch,
                     );
-                // SAFETY: as above.
-                } else if unsafe { capture(value.as_ptr(), self.options.repr, &mut self.capture) } {
-                    return_value = Some(self.rows.deferred.push(&self.capture));
                 } else {
                     // SAFETY: as above.
                     unsafe { short_repr(value.as_ptr(), self.options.repr, &mut self.scratch) };
                 }
-                let value_ref = match return_value {
-                    Some(value_ref) => value_ref,
-                    None => self.rows.batch.values.push(&self.scratch),
-                };
+                let value_ref = self.rows.batch.values.push(&self.scratch);
                 (value_ref, self.type_name(&value))
             }
             Some(Value::Rendered { type_name, text }) => {
@@ -1543,9 +1526,7 @@ impl Recording {
         };
         let mut sink = VarSink {
             batch: &mut self.rows.batch,
-            deferred: &mut self.rows.deferred,
             scratch: &mut self.scratch,
-            capture: &mut self.capture,
             names: &mut self.names,
             writer: &mut self.writer,
             repr: self.options.repr,
@@ -1608,9 +1589,7 @@ impl Recording {
         if self.options.vars {
             let mut sink = VarSink {
                 batch: &mut self.rows.batch,
-                deferred: &mut self.rows.deferred,
                 scratch: &mut self.scratch,
-                capture: &mut self.capture,
                 names: &mut self.names,
                 writer: &mut self.writer,
                 repr: self.options.repr,
@@ -1656,11 +1635,6 @@ impl Recording {
     fn checkpoint(&mut self) {
         let mut checkpoint = Checkpoint::default();
         let values = &mut self.rows.batch.values;
-        let deferred = &mut self.rows.deferred;
-        let mut value_ref = |recorded: Recorded<'_>| match recorded {
-            Recorded::Text(text) => values.push(text),
-            Recorded::Captured(bytes) => deferred.push(bytes),
-        };
         let code_slots = &self.code_slots;
         let mut add = |thread: u32, depth: usize, frame: &FrameState| {
             let index = checkpoint.push_frame(
@@ -1673,13 +1647,13 @@ impl Recording {
             let slots = code_slots.get(frame.code_id as usize);
             for (slot, shadow) in frame.locals.iter().enumerate() {
                 let name = slots.and_then(|s| s.get(slot)).map(|&(name, _)| name);
-                if let (Some(name), Some(recorded)) = (name, shadow.recorded()) {
-                    checkpoint.push_var(index, name, value_ref(recorded));
+                if let (Some(name), Some(text)) = (name, shadow.recorded()) {
+                    checkpoint.push_var(index, name, values.push(text));
                 }
             }
             if let Some(namespace) = &frame.namespace {
-                for (name, recorded) in namespace.recorded() {
-                    checkpoint.push_var(index, name, value_ref(recorded));
+                for (name, text) in namespace.recorded() {
+                    checkpoint.push_var(index, name, values.push(text));
                 }
             }
         };

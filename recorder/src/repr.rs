@@ -757,10 +757,7 @@ unsafe fn object_form(obj: *mut ffi::PyObject, out: &mut impl FnMut(&str)) {
 ///
 /// # Safety
 /// GIL held, `obj` valid.
-pub(crate) unsafe fn object_parts<R>(
-    obj: *mut ffi::PyObject,
-    with: impl FnOnce(&str, &str) -> R,
-) -> R {
+unsafe fn object_parts<R>(obj: *mut ffi::PyObject, with: impl FnOnce(&str, &str) -> R) -> R {
     let (text, len) = address_closing(obj as usize);
     // SAFETY: the GIL is held, so this is the only access to the cache (no
     // Python code runs while it is borrowed); `address_closing` writes
@@ -1487,7 +1484,7 @@ pub(crate) unsafe fn check_int_layout() -> Result<(), String> {
 /// # Safety
 /// GIL held, `obj` an exact int.
 #[inline]
-pub(crate) unsafe fn small_int(obj: *mut ffi::PyObject) -> Option<i64> {
+unsafe fn small_int(obj: *mut ffi::PyObject) -> Option<i64> {
     // SAFETY: forwarded.
     unsafe {
         // Up to two digits (60 bits): read directly, no call.
@@ -1513,7 +1510,7 @@ pub(crate) unsafe fn small_int(obj: *mut ffi::PyObject) -> Option<i64> {
 }
 
 /// Appends the decimal digits of `value`; returns how many characters.
-pub(crate) fn push_int(out: &mut String, value: i64) -> usize {
+fn push_int(out: &mut String, value: i64) -> usize {
     let mut buf = [0u8; 20];
     let mut n = value.unsigned_abs();
     let mut i = buf.len();
