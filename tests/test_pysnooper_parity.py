@@ -104,6 +104,7 @@ def chronolog_changes(program: Path, tmp_path: Path) -> list[tuple[str, str, str
         "unwinding",
         "reused_addresses",
         "cut_values",
+        "pure_lines",
         # asyncio_app: left out only for time (PySnooper traces all of
         # asyncio itself: 30 s per run).
     ],

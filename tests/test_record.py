@@ -527,3 +527,44 @@ for i in range(5):
         "WHERE c.function = 'work' ORDER BY c.start_seq"
     ).to_pylist()
     assert calls == [{"name": f"worker-{i}", "args": f"n={i}"} for i in range(5)]
+
+
+FINALIZER_PROGRAM = """
+class Noted:
+    def __init__(self, log):
+        self.log = log
+
+    def __del__(self):
+        self.log.append("released")
+
+
+def work():
+    log = []
+    held = Noted(log)
+    count = 1
+    held = 2
+    count = count + 1
+    return log
+
+
+work()
+"""
+
+
+def test_a_finalizer_run_by_a_plain_store_is_seen_at_the_next_line(tmp_path: Path) -> None:
+    """`held = 2` looks like plain arithmetic, but releasing the object it
+    held runs a finalizer that changes `log`: the line is not taken for a
+    pure one (recorder/src/purity.rs), and the change shows at the next
+    line with `held`'s, as PySnooper would show it. The next plain line
+    shows only what it stores."""
+    program = write_program(tmp_path, FINALIZER_PROGRAM)
+    run_cli("record", "-o", tmp_path / "t.clog", program, cwd=tmp_path)
+    dump = "".join(chronolog.open(tmp_path / "t.clog").dump())
+    assert re.search(
+        r"line frame=\d+ depth=1 work:15\n"
+        r"      modified log = \['released'\] \(list\)\n"
+        r"      modified held = 2 \(int\)\n"
+        r".* line frame=\d+ depth=1 work:16\n"
+        r"      modified count = 2 \(int\)\n",
+        dump,
+    ), dump

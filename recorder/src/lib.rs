@@ -18,6 +18,7 @@ mod locals;
 #[cfg(Py_3_12)]
 mod monitoring;
 mod names;
+mod purity;
 mod reading;
 mod recording;
 mod repr;

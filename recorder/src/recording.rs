@@ -35,6 +35,7 @@ use crate::clock::Clock;
 use crate::frames::{InterpreterFrame, Layout, SlotKind};
 use crate::locals::{NamespaceShadow, Shadow, VarSink, diff_namespace};
 use crate::names::Names;
+use crate::purity::{Opcodes, PureLine, PureLines, runs_alone};
 use crate::repr::{ReprOptions, short_repr};
 use crate::scope::Scope;
 use crate::spinlock::{SpinGuard, SpinLock};
@@ -112,6 +113,10 @@ struct FrameState {
     /// Line of the last `line` event (the first line before any).
     line: u32,
     locals: Vec<Shadow>,
+    /// The pure line this frame's last `line` event started, whose operands
+    /// were scalars (see `purity.rs`): only the locals it stores are to be
+    /// compared at the next `line` or return.
+    pure_line: Option<PureLine>,
     /// For module and class bodies: their namespace's variables.
     namespace: Option<Box<NamespaceShadow>>,
     /// 3.11: the exception pending in the frame (see `tracehook.rs`).
@@ -132,6 +137,7 @@ impl FrameState {
         frame: InterpreterFrame,
         sink: &mut VarSink<'_>,
         code_slots: &[Box<[(u32, SlotKind)]>],
+        only: Option<&[u16]>,
     ) {
         if let Some(namespace) = self.namespace.as_mut() {
             // SAFETY: GIL held; the mapping is borrowed from the live frame.
@@ -143,6 +149,18 @@ impl FrameState {
             .map_or(&[][..], |slots| &slots[..]);
         if self.locals.len() < slots.len() {
             self.locals.resize_with(slots.len(), Shadow::default);
+        }
+        if let Some(only) = only {
+            for &slot in only {
+                let slot = usize::from(slot);
+                if let (Some(&(name, kind)), Some(shadow)) =
+                    (slots.get(slot), self.locals.get_mut(slot))
+                {
+                    // SAFETY: as below.
+                    unsafe { sink.observe(py, shadow, layout.slot(frame, slot, kind), name) };
+                }
+            }
+            return;
         }
         // (Zipped: no bounds check per local.)
         let shadows = self.locals.iter_mut();
@@ -254,6 +272,11 @@ struct Recording {
     /// Local slots (name string id, how to read it) of each code in scope,
     /// by code id.
     code_slots: Vec<Box<[(u32, SlotKind)]>>,
+    /// The pure lines of each code in scope, by code id (see `purity.rs`).
+    pure_lines: Vec<Option<PureLines>>,
+    /// The instruction set pure lines are found with; `None` when variables
+    /// or lines are not recorded (or `dis` could not tell).
+    opcodes: Option<Opcodes>,
     threads: Threads,
     /// Generator and coroutine frames between a yield and their resumption.
     suspended: FxHashMap<usize, FrameState>,
@@ -393,6 +416,12 @@ impl Recorder {
         let writer = py
             .detach(|| TraceWriter::create(&path, &info, WriterOptions::default()))
             .map_err(runtime)?;
+        // Pure lines only matter when variables are compared at lines.
+        let opcodes = if vars && lines {
+            Some(Opcodes::load(py)?)
+        } else {
+            None
+        };
         let recording = Recording {
             writer,
             options: Options {
@@ -420,6 +449,8 @@ impl Recorder {
             codes: FxHashMap::default(),
             out_of_scope_codes: 0,
             code_slots: Vec::new(),
+            pure_lines: Vec::new(),
+            opcodes,
             threads: Threads::default(),
             suspended: FxHashMap::default(),
             exceptions: FxHashMap::default(),
@@ -1226,6 +1257,13 @@ impl Recording {
             slots.push((self.intern(f), SlotKind::Cell));
         }
         // Code ids count from 0: the slots of code `id` are at index `id`.
+        let pure_lines = match &self.opcodes {
+            Some(opcodes) => {
+                PureLines::of(code, opcodes, slots.len()).map_err(|e| e.to_string())?
+            }
+            None => None,
+        };
+        self.pure_lines.push(pure_lines);
         self.code_slots.push(slots.into());
         if self.sources.insert(file_id)
             && let Ok(text) = std::fs::read_to_string(file)
@@ -1303,6 +1341,7 @@ impl Recording {
             code_id: state.map_or(0, |s| s.id),
             line: state.map_or(0, |s| s.first_line),
             locals: self.spare_locals.pop().unwrap_or_default(),
+            pure_line: None,
             namespace: state.filter(|s| s.is_namespace()).map(|_| Box::default()),
             #[cfg(not(Py_3_12))]
             pending: None,
@@ -1451,13 +1490,20 @@ impl Recording {
                 self.line_at(at.code, code_id, offset)
             },
         };
+        // A pure line's next event: only its stores are to be compared at
+        // a return (see `purity.rs`); any other event compares them all.
+        let mut pure_line = None;
         if let Some(top) = self.top_mut(ident) {
             top.line = line;
+            pure_line = top
+                .pure_line
+                .take()
+                .filter(|_| at.kind == EventKind::Return);
         }
-        let (arg_ref, arg_type) = match at.value {
+        let (arg_ref, arg_type) = match &at.value {
             Some(Value::Object(value)) => {
                 // SAFETY: GIL held; `value` is alive for this call.
-                let value = unsafe { Bound::from_borrowed_ptr(py, value) };
+                let value = unsafe { Bound::from_borrowed_ptr(py, *value) };
                 self.scratch.clear();
                 if at.exc_id != 0 {
                     crate::repr::exception_message(
@@ -1473,7 +1519,7 @@ impl Recording {
                 (value_ref, self.type_name(&value))
             }
             Some(Value::Rendered { type_name, text }) => {
-                (self.rows.batch.values.push(&text), type_name)
+                (self.rows.batch.values.push(text), *type_name)
             }
             None => (0, 0),
         };
@@ -1499,7 +1545,7 @@ impl Recording {
         // of the frame runs.
         if self.options.vars && at.kind != EventKind::Handled {
             // SAFETY: forwarded.
-            unsafe { self.diff_locals(py, layout, ident, at.frame, index, at.is_start) };
+            unsafe { self.diff_locals(py, layout, ident, &at, index, pure_line) };
         }
     }
 
@@ -1513,9 +1559,9 @@ impl Recording {
         py: Python<'_>,
         layout: &Layout,
         ident: u64,
-        frame: InterpreterFrame,
+        at: &EventSite,
         index: u32,
-        is_start: bool,
+        pure_line: Option<PureLine>,
     ) {
         let Some(top) = self
             .threads
@@ -1524,6 +1570,13 @@ impl Recording {
         else {
             return;
         };
+        let only = pure_line
+            .zip(
+                self.pure_lines
+                    .get(top.code_id as usize)
+                    .and_then(Option::as_ref),
+            )
+            .map(|(line, lines)| lines.stores(line));
         let mut sink = VarSink {
             batch: &mut self.rows.batch,
             scratch: &mut self.scratch,
@@ -1531,10 +1584,10 @@ impl Recording {
             writer: &mut self.writer,
             repr: self.options.repr,
             index,
-            is_start,
+            is_start: at.is_start,
         };
         // SAFETY: forwarded.
-        unsafe { top.diff_vars(py, layout, frame, &mut sink, &self.code_slots) };
+        unsafe { top.diff_vars(py, layout, at.frame, &mut sink, &self.code_slots, only) };
     }
 
     /// A `line` event of the frame on top of its thread's stack — nearly
@@ -1596,8 +1649,22 @@ impl Recording {
                 index,
                 is_start: false,
             };
+            let lines = self
+                .pure_lines
+                .get(top.code_id as usize)
+                .and_then(Option::as_ref);
+            let only = top
+                .pure_line
+                .zip(lines)
+                .map(|(line, lines)| lines.stores(line));
             // SAFETY: forwarded.
-            unsafe { top.diff_vars(py, layout, frame, &mut sink, &self.code_slots) };
+            unsafe { top.diff_vars(py, layout, frame, &mut sink, &self.code_slots, only) };
+            // SAFETY: forwarded.
+            top.pure_line = lines.and_then(|lines| {
+                lines
+                    .line(line)
+                    .filter(|&pure| unsafe { runs_alone(lines, pure, layout, frame) })
+            });
         }
         Some(self.maybe_flush(ts).map(|()| Verdict::Ignore))
     }
