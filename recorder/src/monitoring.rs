@@ -16,6 +16,7 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyCFunction;
 
+use crate::frames::InterpreterFrame;
 use crate::recording::{Backend, Hook, Recorder, Site, Verdict};
 
 const TOOL_NAME: &str = "chronolog";
@@ -158,8 +159,8 @@ impl MethodDef {
     }
 }
 
-/// The C function of each hook but `LINE` (see [`on_line`]): forwards to
-/// [`callback`].
+/// The C function of each hook but `LINE`, `PY_START` and `PY_RETURN`
+/// (see [`on_line`]): forwards to [`callback`].
 macro_rules! forward {
     ($($hook:ident as $name:ident),* $(,)?) => {
         $(
@@ -207,10 +208,8 @@ const LOCAL_EVENTS: &[&str] = &["LINE", "JUMP", "PY_RETURN", "PY_YIELD", "PY_RES
 
 forward! {
     Jump as on_jump,
-    Start as on_start,
     Resume as on_resume,
     Throw as on_throw,
-    Return as on_return,
     Yield as on_yield,
     Raise as on_raise,
     Reraise as on_reraise,
@@ -235,6 +234,8 @@ callbacks! {
 /// `LINE`: `(code, line)`. Nearly every event is one, of the frame on top of
 /// its thread's recorded stack: taken by `Recorder::line_event` without the
 /// general path's argument handling, and by `callback` when that declines.
+/// `PY_START` and `PY_RETURN` of code already in scope likewise
+/// (`Recorder::start_event`, `Recorder::return_event`).
 ///
 /// # Safety
 /// As [`callback`].
@@ -243,25 +244,99 @@ unsafe extern "C" fn on_line(
     args: *mut *mut ffi::PyObject,
     nargs: ffi::Py_ssize_t,
 ) -> *mut ffi::PyObject {
+    // SAFETY: forwarded.
+    unsafe {
+        quick(
+            slf,
+            args,
+            nargs,
+            2,
+            Hook::Line,
+            |recorder, py, code, frame| {
+                let line =
+                    crate::repr::int_value(*args.add(1)).and_then(|n| u32::try_from(n).ok())?;
+                recorder.line_event(py, code, frame, line)
+            },
+        )
+    }
+}
+
+/// `PY_START`: `(code, offset)` (see [`on_line`]).
+///
+/// # Safety
+/// As [`callback`].
+unsafe extern "C" fn on_start(
+    slf: *mut ffi::PyObject,
+    args: *mut *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+) -> *mut ffi::PyObject {
+    // SAFETY: forwarded.
+    unsafe {
+        quick(
+            slf,
+            args,
+            nargs,
+            2,
+            Hook::Start,
+            |recorder, py, code, frame| recorder.start_event(py, code, frame),
+        )
+    }
+}
+
+/// `PY_RETURN`: `(code, offset, value)` (see [`on_line`]).
+///
+/// # Safety
+/// As [`callback`].
+unsafe extern "C" fn on_return(
+    slf: *mut ffi::PyObject,
+    args: *mut *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+) -> *mut ffi::PyObject {
+    // SAFETY: forwarded.
+    unsafe {
+        quick(
+            slf,
+            args,
+            nargs,
+            3,
+            Hook::Return,
+            |recorder, py, code, frame| recorder.return_event(py, code, frame, *args.add(2)),
+        )
+    }
+}
+
+/// Offers an event of `expected` arguments to `fast` (given the recorder,
+/// the code object and its running frame); what it declines goes to
+/// [`callback`].
+///
+/// # Safety
+/// As [`callback`].
+#[inline(always)]
+unsafe fn quick(
+    slf: *mut ffi::PyObject,
+    args: *mut *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+    expected: ffi::Py_ssize_t,
+    hook: Hook,
+    fast: impl FnOnce(&Recorder, Python<'_>, *mut ffi::PyObject, InterpreterFrame) -> Option<Verdict>,
+) -> *mut ffi::PyObject {
     // SAFETY: called by CPython with the GIL held, `self` the recorder and
     // `nargs` arguments.
     unsafe {
-        if nargs == 2 && !crate::suspend::here() {
+        if nargs == expected && !crate::suspend::here() {
             let py = Python::assume_attached();
             let recorder = Bound::ref_from_ptr(py, &slf)
                 .cast_unchecked::<Recorder>()
                 .get();
             let code = *args;
-            let line = crate::repr::int_value(*args.add(1)).and_then(|n| u32::try_from(n).ok());
             let frame = recorder.layout.frame_running(code);
-            if let Some(line) = line
-                && !frame.is_null()
-                && let Some(verdict) = recorder.line_event(py, code, frame, line)
+            if !frame.is_null()
+                && let Some(verdict) = fast(recorder, py, code, frame)
             {
                 return verdict_object(verdict);
             }
         }
-        callback(slf, args, nargs, Hook::Line)
+        callback(slf, args, nargs, hook)
     }
 }
 

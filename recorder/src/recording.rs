@@ -629,12 +629,64 @@ impl Recorder {
         frame: InterpreterFrame,
         line: u32,
     ) -> Option<Verdict> {
+        // SAFETY: forwarded from the caller.
+        self.quick(py, |r, layout| unsafe {
+            r.line_of_top_frame(py, layout, code, frame, line)
+        })
+    }
+
+    /// A call of a code object already found in scope, recorded without the
+    /// general path's steps (see `Recording::start_of_known_code`); `None`
+    /// when [`Recorder::dispatch`] must take it.
+    ///
+    /// # Safety
+    /// As [`Recorder::dispatch`], `frame` not null.
+    #[inline]
+    pub(crate) unsafe fn start_event(
+        &self,
+        py: Python<'_>,
+        code: *mut ffi::PyObject,
+        frame: InterpreterFrame,
+    ) -> Option<Verdict> {
+        // SAFETY: forwarded from the caller.
+        self.quick(py, |r, layout| unsafe {
+            r.start_of_known_code(py, layout, code, frame)
+        })
+    }
+
+    /// A return of the frame on top of its thread's stack, recorded without
+    /// the general path's steps (see `Recording::return_of_top_frame`);
+    /// `None` when [`Recorder::dispatch`] must take it.
+    ///
+    /// # Safety
+    /// As [`Recorder::dispatch`], `frame` not null, `value` alive.
+    #[cfg(Py_3_12)]
+    #[inline]
+    pub(crate) unsafe fn return_event(
+        &self,
+        py: Python<'_>,
+        code: *mut ffi::PyObject,
+        frame: InterpreterFrame,
+        value: *mut ffi::PyObject,
+    ) -> Option<Verdict> {
+        // SAFETY: forwarded from the caller.
+        self.quick(py, |r, layout| unsafe {
+            r.return_of_top_frame(py, layout, code, frame, value)
+        })
+    }
+
+    /// Runs one of the recording's fast paths: never raises, never panics
+    /// into Python; `None` (nothing done) when it declines or the state is
+    /// busy (the flusher hands a batch over: the general path waits).
+    #[inline]
+    fn quick(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut Recording, &Layout) -> Option<Result<Verdict, String>>,
+    ) -> Option<Verdict> {
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            // Taken by the flusher: the general path waits for it.
             let mut state = self.state.try_lock()?;
-            let recording = state.as_mut()?;
-            // SAFETY: forwarded from the caller.
-            unsafe { recording.line_of_top_frame(py, &self.layout, code, frame, line) }
+            f(state.as_mut()?, &self.layout)
         }));
         match outcome {
             Ok(None) => None,
@@ -1665,6 +1717,145 @@ impl Recording {
                     .line(line)
                     .filter(|&pure| unsafe { runs_alone(lines, pure, layout, frame) })
             });
+        }
+        Some(self.maybe_flush(ts).map(|()| Verdict::Ignore))
+    }
+
+    /// A call of a code object already found in scope and enabled, in a
+    /// known thread: the frame is pushed and its arguments recorded in one
+    /// pass. `None` when the general path must run (code not seen yet or
+    /// out of scope, a new thread, 3.11's resumption reported as a call).
+    ///
+    /// # Safety
+    /// As [`Recorder::dispatch`].
+    #[inline]
+    unsafe fn start_of_known_code(
+        &mut self,
+        py: Python<'_>,
+        layout: &Layout,
+        code: *mut ffi::PyObject,
+        frame: InterpreterFrame,
+    ) -> Option<Result<Verdict, String>> {
+        let code_key = code as usize;
+        let entry = self.codes.get(&code_key)?;
+        if entry.state.is_none() || !entry.enabled || !entry.object.is(code_key) {
+            return None;
+        }
+        #[cfg(not(Py_3_12))]
+        if self.suspended.contains_key(&(frame as usize)) {
+            return None;
+        }
+        let slot = self.threads.slot(crate::thread_key::current())?;
+        let state = self.new_frame(frame as usize, code_key);
+        let thread = &mut self.threads.states[slot];
+        thread.stack.push(state);
+        thread.unwound_exception = 0;
+        let depth = (thread.stack.len() - 1) as u32;
+        let top = thread.stack.last_mut()?;
+        let ts = self.clock.now_ns();
+        let index = self.rows.push_event(Event {
+            seq: self.seq,
+            ts_ns: ts,
+            thread: thread.id,
+            kind: EventKind::Call as u8,
+            frame: top.frame_id,
+            depth,
+            code: top.code_id,
+            line: top.line,
+            arg: 0,
+            arg_type: 0,
+            exc_id: 0,
+            exc_context: 0,
+        });
+        self.seq += 1;
+        if self.options.vars {
+            let mut sink = VarSink {
+                batch: &mut self.rows.batch,
+                scratch: &mut self.scratch,
+                names: &mut self.names,
+                writer: &mut self.writer,
+                repr: self.options.repr,
+                index,
+                is_start: true,
+            };
+            // SAFETY: forwarded.
+            unsafe { top.diff_vars(py, layout, frame, &mut sink, &self.code_slots, None) };
+        }
+        Some(self.maybe_flush(ts).map(|()| Verdict::Ignore))
+    }
+
+    /// A return of the frame on top of its thread's stack, while lines are
+    /// recorded (the line returned from is the last line event's): the
+    /// value rendered, the locals compared, the frame popped, in one pass.
+    /// `None` when the general path must run.
+    ///
+    /// # Safety
+    /// As [`Recorder::dispatch`]; `value` alive.
+    #[cfg(Py_3_12)]
+    #[inline]
+    unsafe fn return_of_top_frame(
+        &mut self,
+        py: Python<'_>,
+        layout: &Layout,
+        code: *mut ffi::PyObject,
+        frame: InterpreterFrame,
+        value: *mut ffi::PyObject,
+    ) -> Option<Result<Verdict, String>> {
+        if !self.options.lines || value.is_null() {
+            return None;
+        }
+        let slot = self.threads.slot(crate::thread_key::current())?;
+        let thread = &mut self.threads.states[slot];
+        let depth = thread.stack.len().checked_sub(1)? as u32;
+        let top = thread.stack.last_mut()?;
+        if top.frame != frame as usize || top.code != code as usize {
+            return None;
+        }
+        thread.unwound_exception = 0;
+        let pure_line = top.pure_line.take();
+        self.scratch.clear();
+        // SAFETY: GIL held; `value` is alive for the call.
+        unsafe { short_repr(value, self.options.repr, &mut self.scratch) };
+        let arg = self.rows.batch.values.push(&self.scratch);
+        // SAFETY: as above.
+        let bound = unsafe { Bound::from_borrowed_ptr(py, value) };
+        let arg_type = self.names.type_of(&mut self.writer, &bound);
+        let ts = self.clock.now_ns();
+        let index = self.rows.push_event(Event {
+            seq: self.seq,
+            ts_ns: ts,
+            thread: thread.id,
+            kind: EventKind::Return as u8,
+            frame: top.frame_id,
+            depth,
+            code: top.code_id,
+            line: top.line,
+            arg,
+            arg_type,
+            exc_id: 0,
+            exc_context: 0,
+        });
+        self.seq += 1;
+        if self.options.vars {
+            let mut sink = VarSink {
+                batch: &mut self.rows.batch,
+                scratch: &mut self.scratch,
+                names: &mut self.names,
+                writer: &mut self.writer,
+                repr: self.options.repr,
+                index,
+                is_start: false,
+            };
+            let lines = self
+                .pure_lines
+                .get(top.code_id as usize)
+                .and_then(Option::as_ref);
+            let only = pure_line.zip(lines).map(|(line, lines)| lines.stores(line));
+            // SAFETY: forwarded.
+            unsafe { top.diff_vars(py, layout, frame, &mut sink, &self.code_slots, only) };
+        }
+        if let Some(state) = thread.stack.pop() {
+            self.recycle(state);
         }
         Some(self.maybe_flush(ts).map(|()| Verdict::Ignore))
     }

@@ -159,7 +159,10 @@ unsafe extern "C" fn trace(
         let dispatch = |hook, arg, site| recorder.dispatch(py, hook, code, frame, arg, site);
         let verdict = match what {
             // A resumption too (told apart in `Recording::handle`).
-            ffi::PyTrace_CALL => dispatch(Hook::Start, std::ptr::null_mut(), offset()),
+            ffi::PyTrace_CALL => match recorder.start_event(py, code, frame) {
+                Some(verdict) => verdict,
+                None => dispatch(Hook::Start, std::ptr::null_mut(), offset()),
+            },
             ffi::PyTrace_LINE => {
                 let line = u32::try_from(ffi::PyFrame_GetLineNumber(frame_object)).unwrap_or(0);
                 match recorder.line_event(py, code, frame, line) {
