@@ -16,6 +16,8 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyCFunction;
 
+use chronolog_format::EventKind;
+
 use crate::frames::InterpreterFrame;
 use crate::recording::{Backend, Hook, Recorder, Site, Verdict};
 
@@ -159,8 +161,8 @@ impl MethodDef {
     }
 }
 
-/// The C function of each hook but `LINE`, `PY_START` and `PY_RETURN`
-/// (see [`on_line`]): forwards to [`callback`].
+/// The C function of each hook but those of frames coming and going (see
+/// [`on_line`]): forwards to [`callback`].
 macro_rules! forward {
     ($($hook:ident as $name:ident),* $(,)?) => {
         $(
@@ -208,9 +210,7 @@ const LOCAL_EVENTS: &[&str] = &["LINE", "JUMP", "PY_RETURN", "PY_YIELD", "PY_RES
 
 forward! {
     Jump as on_jump,
-    Resume as on_resume,
     Throw as on_throw,
-    Yield as on_yield,
     Raise as on_raise,
     Reraise as on_reraise,
     Handled as on_handled,
@@ -234,8 +234,9 @@ callbacks! {
 /// `LINE`: `(code, line)`. Nearly every event is one, of the frame on top of
 /// its thread's recorded stack: taken by `Recorder::line_event` without the
 /// general path's argument handling, and by `callback` when that declines.
-/// `PY_START` and `PY_RETURN` of code already in scope likewise
-/// (`Recorder::start_event`, `Recorder::return_event`).
+/// `PY_START`, `PY_RESUME`, `PY_RETURN` and `PY_YIELD` of code already in
+/// scope likewise (`Recorder::start_event`, `Recorder::resume_event`,
+/// `Recorder::leave_event`).
 ///
 /// # Safety
 /// As [`callback`].
@@ -283,6 +284,28 @@ unsafe extern "C" fn on_start(
     }
 }
 
+/// `PY_RESUME`: `(code, offset)` (see [`on_line`]).
+///
+/// # Safety
+/// As [`callback`].
+unsafe extern "C" fn on_resume(
+    slf: *mut ffi::PyObject,
+    args: *mut *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+) -> *mut ffi::PyObject {
+    // SAFETY: forwarded.
+    unsafe {
+        quick(
+            slf,
+            args,
+            nargs,
+            2,
+            Hook::Resume,
+            |recorder, py, code, frame| recorder.resume_event(py, code, frame),
+        )
+    }
+}
+
 /// `PY_RETURN`: `(code, offset, value)` (see [`on_line`]).
 ///
 /// # Safety
@@ -300,7 +323,33 @@ unsafe extern "C" fn on_return(
             nargs,
             3,
             Hook::Return,
-            |recorder, py, code, frame| recorder.return_event(py, code, frame, *args.add(2)),
+            |recorder, py, code, frame| {
+                recorder.leave_event(py, EventKind::Return, code, frame, *args.add(2))
+            },
+        )
+    }
+}
+
+/// `PY_YIELD`: `(code, offset, value)` (see [`on_line`]).
+///
+/// # Safety
+/// As [`callback`].
+unsafe extern "C" fn on_yield(
+    slf: *mut ffi::PyObject,
+    args: *mut *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+) -> *mut ffi::PyObject {
+    // SAFETY: forwarded.
+    unsafe {
+        quick(
+            slf,
+            args,
+            nargs,
+            3,
+            Hook::Yield,
+            |recorder, py, code, frame| {
+                recorder.leave_event(py, EventKind::Yield, code, frame, *args.add(2))
+            },
         )
     }
 }

@@ -654,24 +654,47 @@ impl Recorder {
         })
     }
 
-    /// A return of the frame on top of its thread's stack, recorded without
-    /// the general path's steps (see `Recording::return_of_top_frame`);
-    /// `None` when [`Recorder::dispatch`] must take it.
+    /// A return or yield (`kind`) of the frame on top of its thread's
+    /// stack, recorded without the general path's steps (see
+    /// `Recording::leave_top_frame`); `None` when [`Recorder::dispatch`]
+    /// must take it.
     ///
     /// # Safety
     /// As [`Recorder::dispatch`], `frame` not null, `value` alive.
     #[cfg(Py_3_12)]
     #[inline]
-    pub(crate) unsafe fn return_event(
+    pub(crate) unsafe fn leave_event(
         &self,
         py: Python<'_>,
+        kind: EventKind,
         code: *mut ffi::PyObject,
         frame: InterpreterFrame,
         value: *mut ffi::PyObject,
     ) -> Option<Verdict> {
         // SAFETY: forwarded from the caller.
         self.quick(py, |r, layout| unsafe {
-            r.return_of_top_frame(py, layout, code, frame, value)
+            r.leave_top_frame(py, layout, kind, code, frame, value)
+        })
+    }
+
+    /// A resumption of a generator or coroutine whose code is in scope,
+    /// recorded without the general path's steps (see
+    /// `Recording::resume_of_known_code`); `None` when
+    /// [`Recorder::dispatch`] must take it.
+    ///
+    /// # Safety
+    /// As [`Recorder::dispatch`], `frame` not null.
+    #[cfg(Py_3_12)]
+    #[inline]
+    pub(crate) unsafe fn resume_event(
+        &self,
+        py: Python<'_>,
+        code: *mut ffi::PyObject,
+        frame: InterpreterFrame,
+    ) -> Option<Verdict> {
+        // SAFETY: forwarded from the caller.
+        self.quick(py, |r, layout| unsafe {
+            r.resume_of_known_code(py, layout, code, frame)
         })
     }
 
@@ -1784,19 +1807,21 @@ impl Recording {
         Some(self.maybe_flush(ts).map(|()| Verdict::Ignore))
     }
 
-    /// A return of the frame on top of its thread's stack, while lines are
-    /// recorded (the line returned from is the last line event's): the
-    /// value rendered, the locals compared, the frame popped, in one pass.
-    /// `None` when the general path must run.
+    /// A return or a yield (`kind`) of the frame on top of its thread's
+    /// stack, while lines are recorded (the line left is the last line
+    /// event's): the value rendered, the locals compared, the frame popped
+    /// (and, at a yield, kept until it resumes), in one pass. `None` when
+    /// the general path must run.
     ///
     /// # Safety
     /// As [`Recorder::dispatch`]; `value` alive.
     #[cfg(Py_3_12)]
     #[inline]
-    unsafe fn return_of_top_frame(
+    unsafe fn leave_top_frame(
         &mut self,
         py: Python<'_>,
         layout: &Layout,
+        kind: EventKind,
         code: *mut ffi::PyObject,
         frame: InterpreterFrame,
         value: *mut ffi::PyObject,
@@ -1812,7 +1837,9 @@ impl Recording {
             return None;
         }
         thread.unwound_exception = 0;
-        let pure_line = top.pure_line.take();
+        // A pure line's stores are all that can have changed at a return
+        // (see `purity.rs`), not at a yield.
+        let pure_line = top.pure_line.take().filter(|_| kind == EventKind::Return);
         self.scratch.clear();
         // SAFETY: GIL held; `value` is alive for the call.
         unsafe { short_repr(value, self.options.repr, &mut self.scratch) };
@@ -1825,7 +1852,7 @@ impl Recording {
             seq: self.seq,
             ts_ns: ts,
             thread: thread.id,
-            kind: EventKind::Return as u8,
+            kind: kind as u8,
             frame: top.frame_id,
             depth,
             code: top.code_id,
@@ -1854,8 +1881,78 @@ impl Recording {
             // SAFETY: forwarded.
             unsafe { top.diff_vars(py, layout, frame, &mut sink, &self.code_slots, only) };
         }
-        if let Some(state) = thread.stack.pop() {
-            self.recycle(state);
+        match thread.stack.pop() {
+            Some(state) if kind == EventKind::Yield => {
+                self.suspended.insert(state.frame, state);
+            }
+            Some(state) => self.recycle(state),
+            None => {}
+        }
+        Some(self.maybe_flush(ts).map(|()| Verdict::Ignore))
+    }
+
+    /// A generator or coroutine frame resumed (its code in scope), in one
+    /// pass: its state taken back from the suspended ones, the locals
+    /// compared. `None` when the general path must run.
+    ///
+    /// # Safety
+    /// As [`Recorder::dispatch`].
+    #[cfg(Py_3_12)]
+    #[inline]
+    unsafe fn resume_of_known_code(
+        &mut self,
+        py: Python<'_>,
+        layout: &Layout,
+        code: *mut ffi::PyObject,
+        frame: InterpreterFrame,
+    ) -> Option<Result<Verdict, String>> {
+        if !self.options.lines {
+            return None;
+        }
+        let code_key = code as usize;
+        let entry = self.codes.get(&code_key)?;
+        if entry.state.is_none() || !entry.enabled || !entry.object.is(code_key) {
+            return None;
+        }
+        let slot = self.threads.slot(crate::thread_key::current())?;
+        let state = match self.suspended.remove(&(frame as usize)) {
+            Some(state) => state,
+            None => self.new_frame(frame as usize, code_key),
+        };
+        let thread = &mut self.threads.states[slot];
+        thread.stack.push(state);
+        thread.unwound_exception = 0;
+        let depth = (thread.stack.len() - 1) as u32;
+        let top = thread.stack.last_mut()?;
+        top.pure_line = None;
+        let ts = self.clock.now_ns();
+        let index = self.rows.push_event(Event {
+            seq: self.seq,
+            ts_ns: ts,
+            thread: thread.id,
+            kind: EventKind::Resume as u8,
+            frame: top.frame_id,
+            depth,
+            code: top.code_id,
+            line: top.line,
+            arg: 0,
+            arg_type: 0,
+            exc_id: 0,
+            exc_context: 0,
+        });
+        self.seq += 1;
+        if self.options.vars {
+            let mut sink = VarSink {
+                batch: &mut self.rows.batch,
+                scratch: &mut self.scratch,
+                names: &mut self.names,
+                writer: &mut self.writer,
+                repr: self.options.repr,
+                index,
+                is_start: false,
+            };
+            // SAFETY: forwarded.
+            unsafe { top.diff_vars(py, layout, frame, &mut sink, &self.code_slots, None) };
         }
         Some(self.maybe_flush(ts).map(|()| Verdict::Ignore))
     }
