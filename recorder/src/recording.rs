@@ -1685,61 +1685,27 @@ impl Recording {
         if !self.options.lines {
             return None;
         }
-        let slot = self.threads.slot(crate::thread_key::current())?;
-        let thread = &mut self.threads.states[slot];
-        let depth = thread.stack.len().checked_sub(1)? as u32;
-        let top = thread.stack.last_mut()?;
-        if top.frame != frame as usize || top.code != code as usize {
-            return None;
-        }
+        let slot = self.top_slot(code, frame)?;
+        let top = self.threads.states[slot].stack.last_mut()?;
         #[cfg(not(Py_3_12))]
         if top.pending.as_ref().is_some_and(|p| !p.handled) {
             return None;
         }
-        thread.unwound_exception = 0;
         top.line = line;
-        let ts = self.clock.now_ns();
-        let index = self.rows.push_event(Event {
-            seq: self.seq,
-            ts_ns: ts,
-            thread: thread.id,
-            kind: EventKind::Line as u8,
-            frame: top.frame_id,
-            depth,
-            code: top.code_id,
-            line,
-            arg: 0,
-            arg_type: 0,
-            exc_id: 0,
-            exc_context: 0,
-        });
-        self.seq += 1;
-        if self.options.vars {
-            let mut sink = VarSink {
-                batch: &mut self.rows.batch,
-                scratch: &mut self.scratch,
-                names: &mut self.names,
-                writer: &mut self.writer,
-                repr: self.options.repr,
-                index,
-                is_start: false,
-            };
-            let lines = self
-                .pure_lines
-                .get(top.code_id as usize)
-                .and_then(Option::as_ref);
-            let only = top
-                .pure_line
-                .zip(lines)
-                .map(|(line, lines)| lines.stores(line));
+        let pure_line = top.pure_line.take();
+        let code_id = top.code_id as usize;
+        // SAFETY: forwarded.
+        let ts = unsafe { self.top_event(py, layout, slot, EventKind::Line, (0, 0), pure_line) };
+        // The line starting now: if it is pure, its next event compares
+        // only what it stores.
+        if self.options.vars
+            && let Some(lines) = self.pure_lines.get(code_id).and_then(Option::as_ref)
+            && let Some(pure) = lines.line(line)
             // SAFETY: forwarded.
-            unsafe { top.diff_vars(py, layout, frame, &mut sink, &self.code_slots, only) };
-            // SAFETY: forwarded.
-            top.pure_line = lines.and_then(|lines| {
-                lines
-                    .line(line)
-                    .filter(|&pure| unsafe { runs_alone(lines, pure, layout, frame) })
-            });
+            && unsafe { runs_alone(lines, pure, layout, frame) }
+            && let Some(top) = self.threads.states[slot].stack.last_mut()
+        {
+            top.pure_line = Some(pure);
         }
         Some(self.maybe_flush(ts).map(|()| Verdict::Ignore))
     }
@@ -1759,51 +1725,37 @@ impl Recording {
         code: *mut ffi::PyObject,
         frame: InterpreterFrame,
     ) -> Option<Result<Verdict, String>> {
-        let code_key = code as usize;
-        let entry = self.codes.get(&code_key)?;
-        if entry.state.is_none() || !entry.enabled || !entry.object.is(code_key) {
-            return None;
-        }
         #[cfg(not(Py_3_12))]
         if self.suspended.contains_key(&(frame as usize)) {
             return None;
         }
-        let slot = self.threads.slot(crate::thread_key::current())?;
-        let state = self.new_frame(frame as usize, code_key);
-        let thread = &mut self.threads.states[slot];
-        thread.stack.push(state);
-        thread.unwound_exception = 0;
-        let depth = (thread.stack.len() - 1) as u32;
-        let top = thread.stack.last_mut()?;
-        let ts = self.clock.now_ns();
-        let index = self.rows.push_event(Event {
-            seq: self.seq,
-            ts_ns: ts,
-            thread: thread.id,
-            kind: EventKind::Call as u8,
-            frame: top.frame_id,
-            depth,
-            code: top.code_id,
-            line: top.line,
-            arg: 0,
-            arg_type: 0,
-            exc_id: 0,
-            exc_context: 0,
-        });
-        self.seq += 1;
-        if self.options.vars {
-            let mut sink = VarSink {
-                batch: &mut self.rows.batch,
-                scratch: &mut self.scratch,
-                names: &mut self.names,
-                writer: &mut self.writer,
-                repr: self.options.repr,
-                index,
-                is_start: true,
-            };
-            // SAFETY: forwarded.
-            unsafe { top.diff_vars(py, layout, frame, &mut sink, &self.code_slots, None) };
+        let slot = self.push_known_frame(code, frame, false)?;
+        // SAFETY: forwarded.
+        let ts = unsafe { self.top_event(py, layout, slot, EventKind::Call, (0, 0), None) };
+        Some(self.maybe_flush(ts).map(|()| Verdict::Ignore))
+    }
+
+    /// A generator or coroutine frame resumed (its code in scope), in one
+    /// pass: its state taken back from the suspended ones, the locals
+    /// compared. `None` when the general path must run.
+    ///
+    /// # Safety
+    /// As [`Recorder::dispatch`].
+    #[cfg(Py_3_12)]
+    #[inline]
+    unsafe fn resume_of_known_code(
+        &mut self,
+        py: Python<'_>,
+        layout: &Layout,
+        code: *mut ffi::PyObject,
+        frame: InterpreterFrame,
+    ) -> Option<Result<Verdict, String>> {
+        if !self.options.lines {
+            return None;
         }
+        let slot = self.push_known_frame(code, frame, true)?;
+        // SAFETY: forwarded.
+        let ts = unsafe { self.top_event(py, layout, slot, EventKind::Resume, (0, 0), None) };
         Some(self.maybe_flush(ts).map(|()| Verdict::Ignore))
     }
 
@@ -1829,14 +1781,8 @@ impl Recording {
         if !self.options.lines || value.is_null() {
             return None;
         }
-        let slot = self.threads.slot(crate::thread_key::current())?;
-        let thread = &mut self.threads.states[slot];
-        let depth = thread.stack.len().checked_sub(1)? as u32;
-        let top = thread.stack.last_mut()?;
-        if top.frame != frame as usize || top.code != code as usize {
-            return None;
-        }
-        thread.unwound_exception = 0;
+        let slot = self.top_slot(code, frame)?;
+        let top = self.threads.states[slot].stack.last_mut()?;
         // A pure line's stores are all that can have changed at a return
         // (see `purity.rs`), not at a yield.
         let pure_line = top.pure_line.take().filter(|_| kind == EventKind::Return);
@@ -1847,6 +1793,76 @@ impl Recording {
         // SAFETY: as above.
         let bound = unsafe { Bound::from_borrowed_ptr(py, value) };
         let arg_type = self.names.type_of(&mut self.writer, &bound);
+        // SAFETY: forwarded.
+        let ts = unsafe { self.top_event(py, layout, slot, kind, (arg, arg_type), pure_line) };
+        match self.threads.states[slot].stack.pop() {
+            Some(state) if kind == EventKind::Yield => {
+                self.suspended.insert(state.frame, state);
+            }
+            Some(state) => self.recycle(state),
+            None => {}
+        }
+        Some(self.maybe_flush(ts).map(|()| Verdict::Ignore))
+    }
+
+    /// The slot of the calling thread, if it is known and its top frame is
+    /// `frame` running `code`.
+    #[inline]
+    fn top_slot(&self, code: *mut ffi::PyObject, frame: InterpreterFrame) -> Option<usize> {
+        let slot = self.threads.slot(crate::thread_key::current())?;
+        let top = self.threads.states[slot].stack.last()?;
+        (top.frame == frame as usize && top.code == code as usize).then_some(slot)
+    }
+
+    /// Pushes the frame of a code object already found in scope and
+    /// enabled on the calling thread's stack (a generator's `resumed` frame
+    /// from the suspended ones); its thread's slot.
+    #[inline]
+    fn push_known_frame(
+        &mut self,
+        code: *mut ffi::PyObject,
+        frame: InterpreterFrame,
+        resumed: bool,
+    ) -> Option<usize> {
+        let code_key = code as usize;
+        let entry = self.codes.get(&code_key)?;
+        if entry.state.is_none() || !entry.enabled || !entry.object.is(code_key) {
+            return None;
+        }
+        let slot = self.threads.slot(crate::thread_key::current())?;
+        let state = match resumed
+            .then(|| self.suspended.remove(&(frame as usize)))
+            .flatten()
+        {
+            Some(state) => state,
+            None => self.new_frame(frame as usize, code_key),
+        };
+        self.threads.states[slot].stack.push(state);
+        Some(slot)
+    }
+
+    /// Appends an event of the top frame of the thread in `slot` (`arg`:
+    /// its value ref and type) and compares the frame's locals — all of
+    /// them, or after `pure_line` only those it stores; the event's time.
+    ///
+    /// # Safety
+    /// As [`Recorder::dispatch`]; the top frame is running.
+    #[inline]
+    unsafe fn top_event(
+        &mut self,
+        py: Python<'_>,
+        layout: &Layout,
+        slot: usize,
+        kind: EventKind,
+        (arg, arg_type): (u32, u32),
+        pure_line: Option<PureLine>,
+    ) -> u64 {
+        let thread = &mut self.threads.states[slot];
+        thread.unwound_exception = 0;
+        let depth = thread.stack.len().saturating_sub(1) as u32;
+        let Some(top) = thread.stack.last_mut() else {
+            return self.clock.now_ns();
+        };
         let ts = self.clock.now_ns();
         let index = self.rows.push_event(Event {
             seq: self.seq,
@@ -1871,90 +1887,20 @@ impl Recording {
                 writer: &mut self.writer,
                 repr: self.options.repr,
                 index,
-                is_start: false,
+                is_start: kind == EventKind::Call,
             };
-            let lines = self
-                .pure_lines
-                .get(top.code_id as usize)
-                .and_then(Option::as_ref);
-            let only = pure_line.zip(lines).map(|(line, lines)| lines.stores(line));
+            let only = pure_line
+                .zip(
+                    self.pure_lines
+                        .get(top.code_id as usize)
+                        .and_then(Option::as_ref),
+                )
+                .map(|(line, lines)| lines.stores(line));
+            let frame = top.frame as InterpreterFrame;
             // SAFETY: forwarded.
             unsafe { top.diff_vars(py, layout, frame, &mut sink, &self.code_slots, only) };
         }
-        match thread.stack.pop() {
-            Some(state) if kind == EventKind::Yield => {
-                self.suspended.insert(state.frame, state);
-            }
-            Some(state) => self.recycle(state),
-            None => {}
-        }
-        Some(self.maybe_flush(ts).map(|()| Verdict::Ignore))
-    }
-
-    /// A generator or coroutine frame resumed (its code in scope), in one
-    /// pass: its state taken back from the suspended ones, the locals
-    /// compared. `None` when the general path must run.
-    ///
-    /// # Safety
-    /// As [`Recorder::dispatch`].
-    #[cfg(Py_3_12)]
-    #[inline]
-    unsafe fn resume_of_known_code(
-        &mut self,
-        py: Python<'_>,
-        layout: &Layout,
-        code: *mut ffi::PyObject,
-        frame: InterpreterFrame,
-    ) -> Option<Result<Verdict, String>> {
-        if !self.options.lines {
-            return None;
-        }
-        let code_key = code as usize;
-        let entry = self.codes.get(&code_key)?;
-        if entry.state.is_none() || !entry.enabled || !entry.object.is(code_key) {
-            return None;
-        }
-        let slot = self.threads.slot(crate::thread_key::current())?;
-        let state = match self.suspended.remove(&(frame as usize)) {
-            Some(state) => state,
-            None => self.new_frame(frame as usize, code_key),
-        };
-        let thread = &mut self.threads.states[slot];
-        thread.stack.push(state);
-        thread.unwound_exception = 0;
-        let depth = (thread.stack.len() - 1) as u32;
-        let top = thread.stack.last_mut()?;
-        top.pure_line = None;
-        let ts = self.clock.now_ns();
-        let index = self.rows.push_event(Event {
-            seq: self.seq,
-            ts_ns: ts,
-            thread: thread.id,
-            kind: EventKind::Resume as u8,
-            frame: top.frame_id,
-            depth,
-            code: top.code_id,
-            line: top.line,
-            arg: 0,
-            arg_type: 0,
-            exc_id: 0,
-            exc_context: 0,
-        });
-        self.seq += 1;
-        if self.options.vars {
-            let mut sink = VarSink {
-                batch: &mut self.rows.batch,
-                scratch: &mut self.scratch,
-                names: &mut self.names,
-                writer: &mut self.writer,
-                repr: self.options.repr,
-                index,
-                is_start: false,
-            };
-            // SAFETY: forwarded.
-            unsafe { top.diff_vars(py, layout, frame, &mut sink, &self.code_slots, None) };
-        }
-        Some(self.maybe_flush(ts).map(|()| Verdict::Ignore))
+        ts
     }
 
     /// Hands the batch to the writer when it is full or 100 ms old. The GIL
