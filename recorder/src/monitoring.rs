@@ -235,8 +235,7 @@ callbacks! {
 /// its thread's recorded stack: taken by `Recorder::line_event` without the
 /// general path's argument handling, and by `callback` when that declines.
 /// `PY_START`, `PY_RESUME`, `PY_RETURN` and `PY_YIELD` of code already in
-/// scope likewise (`Recorder::start_event`, `Recorder::resume_event`,
-/// `Recorder::leave_event`).
+/// scope likewise (`Recorder::enter_event`, `Recorder::leave_event`).
 ///
 /// # Safety
 /// As [`callback`].
@@ -262,96 +261,38 @@ unsafe extern "C" fn on_line(
     }
 }
 
-/// `PY_START`: `(code, offset)` (see [`on_line`]).
-///
-/// # Safety
-/// As [`callback`].
-unsafe extern "C" fn on_start(
-    slf: *mut ffi::PyObject,
-    args: *mut *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-) -> *mut ffi::PyObject {
-    // SAFETY: forwarded.
-    unsafe {
-        quick(
-            slf,
-            args,
-            nargs,
-            2,
-            Hook::Start,
-            |recorder, py, code, frame| recorder.start_event(py, code, frame),
-        )
-    }
+/// The C functions of the events of frames coming and going (see
+/// [`on_line`]): `(code, offset)` for calls and resumptions, `(code, offset,
+/// value)` for returns and yields.
+macro_rules! frame_callbacks {
+    ($($name:ident: $hook:ident, $kind:ident, $nargs:literal;)*) => {
+        $(
+            /// # Safety
+            /// As [`callback`].
+            unsafe extern "C" fn $name(
+                slf: *mut ffi::PyObject,
+                args: *mut *mut ffi::PyObject,
+                nargs: ffi::Py_ssize_t,
+            ) -> *mut ffi::PyObject {
+                // SAFETY: forwarded.
+                unsafe {
+                    quick(slf, args, nargs, $nargs, Hook::$hook, |recorder, py, code, frame| {
+                        match $nargs {
+                            2 => recorder.enter_event(py, EventKind::$kind, code, frame),
+                            _ => recorder.leave_event(py, EventKind::$kind, code, frame, *args.add(2)),
+                        }
+                    })
+                }
+            }
+        )*
+    };
 }
 
-/// `PY_RESUME`: `(code, offset)` (see [`on_line`]).
-///
-/// # Safety
-/// As [`callback`].
-unsafe extern "C" fn on_resume(
-    slf: *mut ffi::PyObject,
-    args: *mut *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-) -> *mut ffi::PyObject {
-    // SAFETY: forwarded.
-    unsafe {
-        quick(
-            slf,
-            args,
-            nargs,
-            2,
-            Hook::Resume,
-            |recorder, py, code, frame| recorder.resume_event(py, code, frame),
-        )
-    }
-}
-
-/// `PY_RETURN`: `(code, offset, value)` (see [`on_line`]).
-///
-/// # Safety
-/// As [`callback`].
-unsafe extern "C" fn on_return(
-    slf: *mut ffi::PyObject,
-    args: *mut *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-) -> *mut ffi::PyObject {
-    // SAFETY: forwarded.
-    unsafe {
-        quick(
-            slf,
-            args,
-            nargs,
-            3,
-            Hook::Return,
-            |recorder, py, code, frame| {
-                recorder.leave_event(py, EventKind::Return, code, frame, *args.add(2))
-            },
-        )
-    }
-}
-
-/// `PY_YIELD`: `(code, offset, value)` (see [`on_line`]).
-///
-/// # Safety
-/// As [`callback`].
-unsafe extern "C" fn on_yield(
-    slf: *mut ffi::PyObject,
-    args: *mut *mut ffi::PyObject,
-    nargs: ffi::Py_ssize_t,
-) -> *mut ffi::PyObject {
-    // SAFETY: forwarded.
-    unsafe {
-        quick(
-            slf,
-            args,
-            nargs,
-            3,
-            Hook::Yield,
-            |recorder, py, code, frame| {
-                recorder.leave_event(py, EventKind::Yield, code, frame, *args.add(2))
-            },
-        )
-    }
+frame_callbacks! {
+    on_start: Start, Call, 2;
+    on_resume: Resume, Resume, 2;
+    on_return: Return, Return, 3;
+    on_yield: Yield, Yield, 3;
 }
 
 /// Offers an event of `expected` arguments to `fast` (given the recorder,

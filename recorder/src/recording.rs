@@ -635,22 +635,24 @@ impl Recorder {
         })
     }
 
-    /// A call of a code object already found in scope, recorded without the
-    /// general path's steps (see `Recording::start_of_known_code`); `None`
-    /// when [`Recorder::dispatch`] must take it.
+    /// A call or (3.12+) resumption (`kind`) of a code object already in
+    /// scope, recorded without the general path's steps (see
+    /// `Recording::enter_known_code`); `None` when [`Recorder::dispatch`]
+    /// must take it.
     ///
     /// # Safety
     /// As [`Recorder::dispatch`], `frame` not null.
     #[inline]
-    pub(crate) unsafe fn start_event(
+    pub(crate) unsafe fn enter_event(
         &self,
         py: Python<'_>,
+        kind: EventKind,
         code: *mut ffi::PyObject,
         frame: InterpreterFrame,
     ) -> Option<Verdict> {
         // SAFETY: forwarded from the caller.
         self.quick(py, |r, layout| unsafe {
-            r.start_of_known_code(py, layout, code, frame)
+            r.enter_known_code(py, layout, kind, code, frame)
         })
     }
 
@@ -674,27 +676,6 @@ impl Recorder {
         // SAFETY: forwarded from the caller.
         self.quick(py, |r, layout| unsafe {
             r.leave_top_frame(py, layout, kind, code, frame, value)
-        })
-    }
-
-    /// A resumption of a generator or coroutine whose code is in scope,
-    /// recorded without the general path's steps (see
-    /// `Recording::resume_of_known_code`); `None` when
-    /// [`Recorder::dispatch`] must take it.
-    ///
-    /// # Safety
-    /// As [`Recorder::dispatch`], `frame` not null.
-    #[cfg(Py_3_12)]
-    #[inline]
-    pub(crate) unsafe fn resume_event(
-        &self,
-        py: Python<'_>,
-        code: *mut ffi::PyObject,
-        frame: InterpreterFrame,
-    ) -> Option<Verdict> {
-        // SAFETY: forwarded from the caller.
-        self.quick(py, |r, layout| unsafe {
-            r.resume_of_known_code(py, layout, code, frame)
         })
     }
 
@@ -1710,52 +1691,48 @@ impl Recording {
         Some(self.maybe_flush(ts).map(|()| Verdict::Ignore))
     }
 
-    /// A call of a code object already found in scope and enabled, in a
-    /// known thread: the frame is pushed and its arguments recorded in one
-    /// pass. `None` when the general path must run (code not seen yet or
-    /// out of scope, a new thread, 3.11's resumption reported as a call).
+    /// A call (`kind` `Call`) or, 3.12+, a resumption (`Resume`) of a code
+    /// object already found in scope and enabled, in a known thread: the
+    /// frame pushed (a resumed one taken back from the suspended ones) and
+    /// its locals recorded, in one pass. `None` when the general path must
+    /// run (code not seen yet or out of scope, a new thread, 3.11's
+    /// resumption reported as a call, a resumption without lines).
     ///
     /// # Safety
     /// As [`Recorder::dispatch`].
     #[inline]
-    unsafe fn start_of_known_code(
+    unsafe fn enter_known_code(
         &mut self,
         py: Python<'_>,
         layout: &Layout,
+        kind: EventKind,
         code: *mut ffi::PyObject,
         frame: InterpreterFrame,
     ) -> Option<Result<Verdict, String>> {
+        let resumed = kind == EventKind::Resume;
+        if resumed && !self.options.lines {
+            return None;
+        }
         #[cfg(not(Py_3_12))]
         if self.suspended.contains_key(&(frame as usize)) {
             return None;
         }
-        let slot = self.push_known_frame(code, frame, false)?;
-        // SAFETY: forwarded.
-        let ts = unsafe { self.top_event(py, layout, slot, EventKind::Call, (0, 0), None) };
-        Some(self.maybe_flush(ts).map(|()| Verdict::Ignore))
-    }
-
-    /// A generator or coroutine frame resumed (its code in scope), in one
-    /// pass: its state taken back from the suspended ones, the locals
-    /// compared. `None` when the general path must run.
-    ///
-    /// # Safety
-    /// As [`Recorder::dispatch`].
-    #[cfg(Py_3_12)]
-    #[inline]
-    unsafe fn resume_of_known_code(
-        &mut self,
-        py: Python<'_>,
-        layout: &Layout,
-        code: *mut ffi::PyObject,
-        frame: InterpreterFrame,
-    ) -> Option<Result<Verdict, String>> {
-        if !self.options.lines {
+        let code_key = code as usize;
+        let entry = self.codes.get(&code_key)?;
+        if entry.state.is_none() || !entry.enabled || !entry.object.is(code_key) {
             return None;
         }
-        let slot = self.push_known_frame(code, frame, true)?;
+        let slot = self.threads.slot(crate::thread_key::current())?;
+        let state = match resumed
+            .then(|| self.suspended.remove(&(frame as usize)))
+            .flatten()
+        {
+            Some(state) => state,
+            None => self.new_frame(frame as usize, code_key),
+        };
+        self.threads.states[slot].stack.push(state);
         // SAFETY: forwarded.
-        let ts = unsafe { self.top_event(py, layout, slot, EventKind::Resume, (0, 0), None) };
+        let ts = unsafe { self.top_event(py, layout, slot, kind, (0, 0), None) };
         Some(self.maybe_flush(ts).map(|()| Verdict::Ignore))
     }
 
@@ -1812,33 +1789,6 @@ impl Recording {
         let slot = self.threads.slot(crate::thread_key::current())?;
         let top = self.threads.states[slot].stack.last()?;
         (top.frame == frame as usize && top.code == code as usize).then_some(slot)
-    }
-
-    /// Pushes the frame of a code object already found in scope and
-    /// enabled on the calling thread's stack (a generator's `resumed` frame
-    /// from the suspended ones); its thread's slot.
-    #[inline]
-    fn push_known_frame(
-        &mut self,
-        code: *mut ffi::PyObject,
-        frame: InterpreterFrame,
-        resumed: bool,
-    ) -> Option<usize> {
-        let code_key = code as usize;
-        let entry = self.codes.get(&code_key)?;
-        if entry.state.is_none() || !entry.enabled || !entry.object.is(code_key) {
-            return None;
-        }
-        let slot = self.threads.slot(crate::thread_key::current())?;
-        let state = match resumed
-            .then(|| self.suspended.remove(&(frame as usize)))
-            .flatten()
-        {
-            Some(state) => state,
-            None => self.new_frame(frame as usize, code_key),
-        };
-        self.threads.states[slot].stack.push(state);
-        Some(slot)
     }
 
     /// Appends an event of the top frame of the thread in `slot` (`arg`:

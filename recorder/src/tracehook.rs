@@ -27,6 +27,7 @@
 
 use std::ffi::c_int;
 
+use chronolog_format::EventKind;
 use pyo3::ffi;
 use pyo3::prelude::*;
 
@@ -159,7 +160,7 @@ unsafe extern "C" fn trace(
         let dispatch = |hook, arg, site| recorder.dispatch(py, hook, code, frame, arg, site);
         let verdict = match what {
             // A resumption too (told apart in `Recording::handle`).
-            ffi::PyTrace_CALL => match recorder.start_event(py, code, frame) {
+            ffi::PyTrace_CALL => match recorder.enter_event(py, EventKind::Call, code, frame) {
                 Some(verdict) => verdict,
                 None => dispatch(Hook::Start, std::ptr::null_mut(), offset()),
             },
