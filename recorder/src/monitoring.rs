@@ -277,9 +277,18 @@ macro_rules! frame_callbacks {
                 // SAFETY: forwarded.
                 unsafe {
                     quick(slf, args, nargs, $nargs, Hook::$hook, |recorder, py, code, frame| {
+                        let offset = crate::repr::int_value(*args.add(1))
+                            .and_then(|n| i32::try_from(n).ok())?;
                         match $nargs {
-                            2 => recorder.enter_event(py, EventKind::$kind, code, frame),
-                            _ => recorder.leave_event(py, EventKind::$kind, code, frame, *args.add(2)),
+                            2 => recorder.enter_event(py, EventKind::$kind, code, frame, offset),
+                            _ => recorder.leave_event(
+                                py,
+                                EventKind::$kind,
+                                code,
+                                frame,
+                                *args.add(2),
+                                offset,
+                            ),
                         }
                     })
                 }

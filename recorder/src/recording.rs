@@ -649,10 +649,11 @@ impl Recorder {
         kind: EventKind,
         code: *mut ffi::PyObject,
         frame: InterpreterFrame,
+        offset: i32,
     ) -> Option<Verdict> {
         // SAFETY: forwarded from the caller.
         self.quick(py, |r, layout| unsafe {
-            r.enter_known_code(py, layout, kind, code, frame)
+            r.enter_known_code(py, layout, kind, code, frame, offset)
         })
     }
 
@@ -672,10 +673,11 @@ impl Recorder {
         code: *mut ffi::PyObject,
         frame: InterpreterFrame,
         value: *mut ffi::PyObject,
+        offset: i32,
     ) -> Option<Verdict> {
         // SAFETY: forwarded from the caller.
         self.quick(py, |r, layout| unsafe {
-            r.leave_top_frame(py, layout, kind, code, frame, value)
+            r.leave_top_frame(py, layout, kind, code, frame, (value, offset))
         })
     }
 
@@ -1696,7 +1698,7 @@ impl Recording {
     /// frame pushed (a resumed one taken back from the suspended ones) and
     /// its locals recorded, in one pass. `None` when the general path must
     /// run (code not seen yet or out of scope, a new thread, 3.11's
-    /// resumption reported as a call, a resumption without lines).
+    /// resumption reported as a call). `offset`: where a resumption resumes.
     ///
     /// # Safety
     /// As [`Recorder::dispatch`].
@@ -1708,11 +1710,9 @@ impl Recording {
         kind: EventKind,
         code: *mut ffi::PyObject,
         frame: InterpreterFrame,
+        offset: i32,
     ) -> Option<Result<Verdict, String>> {
         let resumed = kind == EventKind::Resume;
-        if resumed && !self.options.lines {
-            return None;
-        }
         #[cfg(not(Py_3_12))]
         if self.suspended.contains_key(&(frame as usize)) {
             return None;
@@ -1731,16 +1731,19 @@ impl Recording {
             None => self.new_frame(frame as usize, code_key),
         };
         self.threads.states[slot].stack.push(state);
+        if resumed {
+            // SAFETY: forwarded.
+            unsafe { self.place_top(slot, code, offset)? };
+        }
         // SAFETY: forwarded.
         let ts = unsafe { self.top_event(py, layout, slot, kind, (0, 0), None) };
         Some(self.maybe_flush(ts).map(|()| Verdict::Ignore))
     }
 
-    /// A return or a yield (`kind`) of the frame on top of its thread's
-    /// stack, while lines are recorded (the line left is the last line
-    /// event's): the value rendered, the locals compared, the frame popped
-    /// (and, at a yield, kept until it resumes), in one pass. `None` when
-    /// the general path must run.
+    /// A return or a yield (`kind`, at bytecode `offset`) of the frame on
+    /// top of its thread's stack: the value rendered, the locals compared,
+    /// the frame popped (and, at a yield, kept until it resumes), in one
+    /// pass. `None` when the general path must run.
     ///
     /// # Safety
     /// As [`Recorder::dispatch`]; `value` alive.
@@ -1753,12 +1756,14 @@ impl Recording {
         kind: EventKind,
         code: *mut ffi::PyObject,
         frame: InterpreterFrame,
-        value: *mut ffi::PyObject,
+        (value, offset): (*mut ffi::PyObject, i32),
     ) -> Option<Result<Verdict, String>> {
-        if !self.options.lines || value.is_null() {
+        if value.is_null() {
             return None;
         }
         let slot = self.top_slot(code, frame)?;
+        // SAFETY: forwarded.
+        unsafe { self.place_top(slot, code, offset)? };
         let top = self.threads.states[slot].stack.last_mut()?;
         // A pure line's stores are all that can have changed at a return
         // (see `purity.rs`), not at a yield.
@@ -1780,6 +1785,28 @@ impl Recording {
             None => {}
         }
         Some(self.maybe_flush(ts).map(|()| Verdict::Ignore))
+    }
+
+    /// Without line events, the line of the top frame of the thread in
+    /// `slot` is that of bytecode `offset` (with them, the last line
+    /// event's).
+    ///
+    /// # Safety
+    /// GIL held; `code` the live code object of that frame.
+    #[inline]
+    unsafe fn place_top(
+        &mut self,
+        slot: usize,
+        code: *mut ffi::PyObject,
+        offset: i32,
+    ) -> Option<()> {
+        if !self.options.lines {
+            let code_id = self.threads.states[slot].stack.last()?.code_id;
+            // SAFETY: forwarded.
+            let line = unsafe { self.line_at(code, code_id, offset) };
+            self.threads.states[slot].stack.last_mut()?.line = line;
+        }
+        Some(())
     }
 
     /// The slot of the calling thread, if it is known and its top frame is

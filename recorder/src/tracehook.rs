@@ -160,7 +160,7 @@ unsafe extern "C" fn trace(
         let dispatch = |hook, arg, site| recorder.dispatch(py, hook, code, frame, arg, site);
         let verdict = match what {
             // A resumption too (told apart in `Recording::handle`).
-            ffi::PyTrace_CALL => match recorder.enter_event(py, EventKind::Call, code, frame) {
+            ffi::PyTrace_CALL => match recorder.enter_event(py, EventKind::Call, code, frame, 0) {
                 Some(verdict) => verdict,
                 None => dispatch(Hook::Start, std::ptr::null_mut(), offset()),
             },
