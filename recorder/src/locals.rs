@@ -17,8 +17,8 @@ use rustc_hash::FxHashMap;
 
 use crate::names::Names;
 use crate::repr::{
-    FloatReprs, ReprOptions, identity_stamp, int_stamp, mix, mix_bytes, repr_fixed_by_identity,
-    scalar_summary, sequence_items, short_repr, summarize,
+    FloatReprs, ReprOptions, identity_stamp, mix, mix_bytes, repr_fixed_by_identity,
+    scalar_summary, sequence_items, short_repr,
 };
 
 /// What a redacted variable's value is recorded as.
@@ -476,9 +476,9 @@ unsafe fn fingerprint_into(value: *mut ffi::PyObject, walk: &mut Walk, depth: us
 }
 
 /// Walks the items of a list or tuple (from the last when walking
-/// backwards), separators included. Ints and floats — most items — are
-/// taken in the loop itself, budget and hash in registers; anything else
-/// goes through [`fingerprint_into`].
+/// backwards), separators included, straight from the item array. Scalars
+/// — most items — are summarised in the loop ([`scalar_summary`] is
+/// inlined); anything else goes through [`fingerprint_into`].
 ///
 /// # Safety
 /// GIL held; `items` the `len` items of a live list or tuple, which no code
@@ -502,20 +502,12 @@ unsafe fn walk_items(
             if item.is_null() {
                 return Coverage::Unknown;
             }
-            let t = ffi::Py_TYPE(item);
-            let (width, stamp) = if t == &raw mut ffi::PyLong_Type {
-                (1, int_stamp(item))
-            } else if t == &raw mut ffi::PyFloat_Type {
-                let value = ffi::PyFloat_AS_DOUBLE(item);
-                // At least `0.0` or `inf`.
-                (walk.floats.cached_len(value).unwrap_or(3), value.to_bits())
-            } else if let Some(summary) = summarize(item, t, walk.max_len) {
-                summary // another scalar
-            } else {
-                match fingerprint_into(item, walk, depth + 1) {
+            let (width, stamp) = match scalar_summary(item, walk.max_len, walk.floats) {
+                Some(summary) => summary,
+                None => match fingerprint_into(item, walk, depth + 1) {
                     Coverage::Whole => continue,
                     other => return other,
-                }
+                },
             };
             if !walk.use_more(width) {
                 return Coverage::Prefix;

@@ -409,7 +409,7 @@ pub(crate) unsafe fn scalar_summary(
 ///
 /// # Safety
 /// GIL held, `obj` valid, `t` its type.
-pub(crate) unsafe fn summarize(
+unsafe fn summarize(
     obj: *mut ffi::PyObject,
     t: *mut ffi::PyTypeObject,
     max_len: usize,
@@ -447,7 +447,7 @@ pub(crate) unsafe fn summarize(
 /// # Safety
 /// GIL held, `obj` an exact int.
 #[inline(always)]
-pub(crate) unsafe fn int_stamp(obj: *mut ffi::PyObject) -> u64 {
+unsafe fn int_stamp(obj: *mut ffi::PyObject) -> u64 {
     // SAFETY: forwarded.
     unsafe {
         let (size, digits, _) = int_shape(obj);
