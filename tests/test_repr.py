@@ -172,6 +172,13 @@ def test_floats_match_repr_everywhere() -> None:
         struct.unpack("<d", rng.getrandbits(64).to_bytes(8, "little"))[0] for _ in range(5000)
     ]
     values += [float(10**k) for k in range(-20, 25)] + [1.5 * 10.0**k for k in range(-20, 25)]
+    # Either side of where CPython switches to an exponent (1e-4 and 1e16).
+    for edge in (1e-4, 1e16):
+        values += [edge * (1 + k * 2.0**-52) for k in range(-4, 5)]
+    values += [rng.uniform(1e-4, 1e-3) for _ in range(500)] + [
+        rng.uniform(1e15, 1e16) for _ in range(500)
+    ]
+    values += [rng.random() * 10.0 ** rng.randrange(-5, 17) for _ in range(3000)]
     for value in values:
         assert safe_repr(value, 0) == repr(value), value
 

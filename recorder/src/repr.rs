@@ -1621,7 +1621,14 @@ fn format_float(out: &mut String, value: f64) {
     }
     // The shortest round-trip digits (Ryū), then CPython's layout.
     let mut ryu = ryu::Buffer::new();
-    let (digits, point) = shortest_digits(ryu.format_finite(value.abs()).as_bytes());
+    let text = ryu.format_finite(value.abs());
+    if (1e-4..1e16).contains(&value.abs()) && !text.contains('e') {
+        // Where CPython writes the digits without an exponent Ryū does
+        // too, and alike (`0.0001`, `1.5`, `123.0`): no relayout.
+        out.push_str(text);
+        return;
+    }
+    let (digits, point) = shortest_digits(text.as_bytes());
     let digits = &digits.bytes[..digits.len];
     // Whole slices, not one char at a time.
     let push = |out: &mut String, bytes: &[u8]| {
