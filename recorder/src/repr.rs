@@ -1792,7 +1792,11 @@ impl Tail {
     /// Appends the tail to `out` and hands the buffers back.
     fn finish_into(mut self, out: &mut String, buffers: &mut Buffers) {
         self.reversed.reverse();
-        {
+        if self.reversed.is_ascii() {
+            // The commonest tail: a character a byte, nothing to decode.
+            let start = self.reversed.len().saturating_sub(self.need);
+            out.push_str(std::str::from_utf8(&self.reversed[start..]).unwrap_or_default());
+        } else {
             let text = String::from_utf8_lossy(&self.reversed);
             let skip = text.chars().count().saturating_sub(self.need);
             let start = text.char_indices().nth(skip).map_or(text.len(), |(i, _)| i);
