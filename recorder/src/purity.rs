@@ -28,7 +28,7 @@
 //! `!x = 1`), which is seen at the frame's next impure line instead.
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyFloat, PyInt, PyString};
+use pyo3::types::PyBytes;
 
 /// How an instruction bears on its line's purity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -196,9 +196,10 @@ impl PureLines {
             extended = 0;
             let pure = match op {
                 Op::Impure | Op::Extend => false,
+                // SAFETY: GIL held; the constant is alive for the check.
                 Op::Const => consts
                     .get_item(oparg)
-                    .is_ok_and(|value| is_scalar_constant(&value)),
+                    .is_ok_and(|value| unsafe { is_scalar(value.as_ptr()) }),
                 _ => true,
             };
             let Some(line) = line else {
@@ -288,16 +289,6 @@ impl PureLines {
     }
 }
 
-/// A constant whose use by the pure instructions runs no code and
-/// allocates nothing the garbage collector tracks.
-fn is_scalar_constant(value: &Bound<'_, PyAny>) -> bool {
-    value.is_none()
-        || value.is_exact_instance_of::<PyInt>()
-        || value.is_exact_instance_of::<PyFloat>()
-        || value.is_exact_instance_of::<PyBool>()
-        || value.is_exact_instance_of::<PyString>()
-}
-
 /// True when every local `line` reads holds an exact int, float, bool,
 /// str or `None`, and every one it stores holds one or nothing (its release
 /// runs no finalizer): the line then runs no code but its own.
@@ -325,6 +316,10 @@ pub(crate) unsafe fn runs_alone(
     }
 }
 
+/// An exact int, float, str, bool or `None`: what the pure instructions
+/// use without running code or allocating what the garbage collector
+/// tracks (for constants and for locals alike).
+///
 /// # Safety
 /// GIL held, `value` valid.
 #[inline]

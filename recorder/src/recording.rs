@@ -608,6 +608,17 @@ impl Recorder {
             }
             Ok::<Verdict, String>(verdict)
         }));
+        self.settle(py, outcome)
+    }
+
+    /// The verdict of a step run under `catch_unwind`: an error or a panic
+    /// stops recording (see [`Recorder::fail`]).
+    #[inline]
+    fn settle(
+        &self,
+        py: Python<'_>,
+        outcome: std::thread::Result<Result<Verdict, String>>,
+    ) -> Verdict {
         match outcome {
             Ok(Ok(verdict)) => verdict,
             Ok(Err(message)) => self.fail(py, &message),
@@ -697,8 +708,8 @@ impl Recorder {
         match outcome {
             Ok(None) => None,
             Ok(Some(Ok(verdict))) => Some(verdict),
-            Ok(Some(Err(message))) => Some(self.fail(py, &message)),
-            Err(_) => Some(self.fail(py, "internal error (a bug in chronolog)")),
+            Ok(Some(Err(message))) => Some(self.settle(py, Ok(Err(message)))),
+            Err(panic) => Some(self.settle(py, Err(panic))),
         }
     }
 
