@@ -500,6 +500,38 @@ def test_only_the_program_is_recorded_not_the_launcher(tmp_path: Path, entry: st
         assert files == {str(program)}, table
 
 
+HELPER = {("helper.py", "<module>"), ("helper.py", "helper")}
+APP = {("app.py", "<module>"), ("app.py", "main")}
+
+
+@pytest.mark.parametrize(
+    ("options", "recorded"),
+    [
+        (["--include", "pkg/helper.py"], HELPER),
+        (["--include", "pkg/*.py"], HELPER | {("__init__.py", "<module>")}),
+        (["--include", "pkg.*"], HELPER),
+        (["--include", "app.py"], APP),
+        (["--exclude", "pkg/helper.py"], APP | {("__init__.py", "<module>")}),
+        (["--exclude", "*/pkg/*"], APP),
+        ([], APP | HELPER | {("__init__.py", "<module>")}),
+    ],
+)
+def test_scope_patterns_relative_paths_and_module_names(
+    tmp_path: Path, options: list[str], recorded: set[str]
+) -> None:
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "helper.py").write_text("def helper(x):\n    return x + 1\n")
+    (tmp_path / "app.py").write_text(
+        "from pkg.helper import helper\n\ndef main():\n    return helper(1)\n\nmain()\n"
+    )
+    out = tmp_path / "t.clog"
+    run = run_cli("record", "-o", out, *options, "app.py", cwd=tmp_path)
+    assert run.code == 0, run.err
+    called = chronolog.open(out).sql("SELECT file, function FROM events WHERE kind = 'call'")
+    assert {(Path(r["file"]).name, r["function"]) for r in called.to_pylist()} == recorded
+
+
 def test_threads_run_one_after_another_are_distinct_threads(tmp_path: Path) -> None:
     # A thread's ident (pthread_self) is reused as soon as it ends: each of
     # these threads gets the ident of the one before.

@@ -75,6 +75,24 @@ def _redact_patterns(redact: bool | Iterable[str]) -> list[str]:
     return [p if any(c in p for c in "*?[") else f"*{p}*" for p in (*SECRET_NAMES, *extra)]
 
 
+def _path_patterns(patterns: Iterable[str] | None) -> list[str]:
+    """Scope patterns as the recorder matches them: an absolute path
+    normalised; a relative file path or path glob (``src/app.py``,
+    ``src/*.py``: one with a ``/`` or ending in ``.py``, not starting with a
+    wildcard) kept and also resolved against the current directory, since
+    code objects usually carry absolute file names."""
+    resolved: list[str] = []
+    for pattern in patterns or ():
+        if os.path.isabs(pattern):
+            resolved.append(os.path.abspath(pattern))
+            continue
+        resolved.append(pattern)
+        is_path = "/" in pattern or os.sep in pattern or pattern.endswith(".py")
+        if is_path and pattern[0] not in "*?[":
+            resolved.append(os.path.abspath(pattern))
+    return resolved
+
+
 #: The `chronolog` launcher script, when the command line runs from one (its
 #: frame is running when `chronolog record` starts: not the program's code).
 launcher: str | None = None
@@ -113,8 +131,8 @@ class Recording:
     ) -> None:
         self.path = Path(path)
         self._options = {
-            "include": [self._pattern(p) for p in include or ()],
-            "exclude": [self._pattern(p) for p in exclude or ()],
+            "include": _path_patterns(include),
+            "exclude": _path_patterns(exclude),
             "stdlib": stdlib,
             "vars": vars,
             "lines": lines,
@@ -140,10 +158,6 @@ class Recording:
         recording = cls(path, meta=meta, subprocess=subprocess)
         recording._options = dict(options)
         return recording
-
-    @staticmethod
-    def _pattern(pattern: str) -> str:
-        return os.path.abspath(pattern) if os.path.isabs(pattern) else pattern
 
     def _header(self) -> list[tuple[str, str]]:
         options = ", ".join(f"{k}={v!r}" for k, v in self._options.items())
