@@ -105,6 +105,7 @@ def chronolog_changes(program: Path, tmp_path: Path) -> list[tuple[str, str, str
         "reused_addresses",
         "cut_values",
         "pure_lines",
+        "pure_lists",
         # asyncio_app: left out only for time (PySnooper traces all of
         # asyncio itself: 30 s per run).
     ],

@@ -154,3 +154,9 @@ class Recorder:
 
 def safe_repr(value: object, max_repr: int = 100) -> str:
     """The sanitized repr the recorder stores for ``value``."""
+
+def describe(code: Any) -> dict[str, Any]:
+    """What the recorder's pure-line analysis finds in a code object (for
+    tests): ``labels``, the jump targets, and ``lines``, each pure line with
+    the local slots it subscripts (``indexable``), operates on (``plain``),
+    stores and changes in place (``mutates``)."""

@@ -54,6 +54,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<recording::Recorder>()?;
     m.add_function(wrap_pyfunction!(reading::write_synthetic, m)?)?;
     m.add_function(wrap_pyfunction!(safe_repr, m)?)?;
+    m.add_function(wrap_pyfunction!(purity::describe, m)?)?;
     Ok(())
 }
 

@@ -16,6 +16,7 @@ use pyo3::prelude::*;
 use rustc_hash::FxHashMap;
 
 use crate::names::Names;
+use crate::purity::list_bit;
 use crate::repr::{
     FloatReprs, ReprOptions, identity_stamp, mix, mix_bytes, repr_fixed_by_identity,
     scalar_summary, sequence_items, short_repr,
@@ -41,12 +42,24 @@ pub(crate) struct Shadow {
     /// For such objects: their [`identity_stamp`], which tells them from
     /// another object later made at the same address.
     stamp: u64,
+    /// For other values: the lists the last comparison walked through
+    /// (their [`list_bit`]s; all bits when it could not tell), so that a
+    /// pure line that changes none of them cannot have changed this value
+    /// (see `purity.rs`).
+    reach: u64,
 }
 
 impl Shadow {
     /// Forgets the value (keeping the buffer).
     pub(crate) fn unbind(&mut self) {
         self.bound = false;
+    }
+
+    /// The value may have changed when the lists in `lists` (a set of
+    /// [`list_bit`]s) changed.
+    #[inline]
+    pub(crate) fn may_reach(&self, lists: u64) -> bool {
+        self.bound && !self.fixed && self.reach & lists != 0
     }
 
     /// The last recorded repr, while the variable is bound.
@@ -183,13 +196,14 @@ impl VarSink<'_> {
         if same_object && !mutable && previous.fixed && previous.stamp == stamp {
             return;
         }
-        let fingerprint = if mutable {
+        let (fingerprint, reach) = if mutable {
             // SAFETY: as above.
             unsafe { fingerprint(value, self.repr) }
         } else {
-            None
+            (None, 0)
         };
         if same_object && fingerprint.is_some() && previous.fingerprint == fingerprint {
+            previous.reach = reach;
             return;
         }
         self.scratch.clear();
@@ -206,6 +220,7 @@ impl VarSink<'_> {
             previous.fingerprint = fingerprint;
             previous.fixed = !mutable;
             previous.stamp = stamp;
+            previous.reach = reach;
             return;
         } else {
             VarChange::Modified
@@ -215,6 +230,7 @@ impl VarSink<'_> {
         previous.fingerprint = fingerprint;
         previous.fixed = !mutable;
         previous.stamp = stamp;
+        previous.reach = reach;
         // The new text becomes the shadow's; the old one's buffer becomes
         // the scratch (cleared before its next use).
         std::mem::swap(&mut previous.repr, self.scratch);
@@ -295,11 +311,12 @@ pub(crate) unsafe fn diff_namespace(
 /// when the value holds something whose repr can change in place (a
 /// bytearray, an exception, an object with `--unsafe-repr`) or that cannot
 /// be summarised this way (a big dict or set at the tail, deep nesting):
-/// it is rendered.
+/// it is rendered. With it, the set of lists the walk went through (see
+/// [`Shadow::may_reach`]; all bits with `None`).
 ///
 /// # Safety
 /// GIL held, `value` valid.
-unsafe fn fingerprint(value: *mut ffi::PyObject, repr: ReprOptions) -> Option<u64> {
+unsafe fn fingerprint(value: *mut ffi::PyObject, repr: ReprOptions) -> (Option<u64>, u64) {
     let (head, tail) = match repr.max_len {
         0 => (1024, 0),
         max => {
@@ -314,9 +331,10 @@ unsafe fn fingerprint(value: *mut ffi::PyObject, repr: ReprOptions) -> Option<u6
         user_code: repr.user_code,
         max_len: repr.max_len,
         floats: FloatReprs::here(),
+        lists: 0,
     };
     // SAFETY: forwarded.
-    match unsafe { fingerprint_into(value, &mut walk, 0) } {
+    let hash = match unsafe { fingerprint_into(value, &mut walk, 0) } {
         Coverage::Whole => Some(walk.hash),
         Coverage::Unknown => None,
         Coverage::Prefix if repr.max_len == 0 => None,
@@ -329,7 +347,8 @@ unsafe fn fingerprint(value: *mut ffi::PyObject, repr: ReprOptions) -> Option<u6
                 _ => Some(walk.hash),
             }
         }
-    }
+    };
+    (hash, if hash.is_some() { walk.lists } else { u64::MAX })
 }
 
 /// The fewest characters of `<module.QualName object at 0x…>`: the
@@ -360,6 +379,8 @@ struct Walk {
     /// See [`ReprOptions::max_len`] (for [`identity_stamp`]).
     max_len: usize,
     floats: FloatReprs,
+    /// The lists visited (their [`list_bit`]s).
+    lists: u64,
 }
 
 /// # Safety
@@ -377,6 +398,9 @@ unsafe fn fingerprint_into(value: *mut ffi::PyObject, walk: &mut Walk, depth: us
         // The type too: a list and a tuple of the same items differ.
         mix(&mut walk.hash, value as u64 ^ (t as u64).rotate_left(32));
         if t == &raw mut ffi::PyList_Type || t == &raw mut ffi::PyTuple_Type {
+            if t == &raw mut ffi::PyList_Type {
+                walk.lists |= list_bit(value);
+            }
             let (items, len) = sequence_items(value, t == &raw mut ffi::PyTuple_Type);
             mix(&mut walk.hash, len as u64);
             walk.use_chars(1); // the bracket

@@ -35,7 +35,7 @@ use crate::clock::Clock;
 use crate::frames::{InterpreterFrame, Layout, SlotKind};
 use crate::locals::{NamespaceShadow, Shadow, VarSink, diff_namespace};
 use crate::names::Names;
-use crate::purity::{Opcodes, PureLine, PureLines, runs_alone};
+use crate::purity::{Compared, Opcodes, PureLines, PureStep};
 use crate::repr::{ReprOptions, short_repr};
 use crate::scope::Scope;
 use crate::spinlock::{SpinGuard, SpinLock};
@@ -113,10 +113,11 @@ struct FrameState {
     /// Line of the last `line` event (the first line before any).
     line: u32,
     locals: Vec<Shadow>,
-    /// The pure line this frame's last `line` event started, whose operands
-    /// were scalars (see `purity.rs`): only the locals it stores are to be
-    /// compared at the next `line` or return.
-    pure_line: Option<PureLine>,
+    /// The pure line this frame's last `line` event started, whose locals
+    /// let it run alone (see `purity.rs`): at the next `line` or return,
+    /// only the locals it stores or changes, or that may reach what it
+    /// changes, are compared.
+    pure_line: Option<PureStep>,
     /// For module and class bodies: their namespace's variables.
     namespace: Option<Box<NamespaceShadow>>,
     /// 3.11: the exception pending in the frame (see `tracehook.rs`).
@@ -137,7 +138,7 @@ impl FrameState {
         frame: InterpreterFrame,
         sink: &mut VarSink<'_>,
         code_slots: &[Box<[(u32, SlotKind)]>],
-        only: Option<&[u16]>,
+        only: Option<Compared<'_>>,
     ) {
         if let Some(namespace) = self.namespace.as_mut() {
             // SAFETY: GIL held; the mapping is borrowed from the live frame.
@@ -151,13 +152,26 @@ impl FrameState {
             self.locals.resize_with(slots.len(), Shadow::default);
         }
         if let Some(only) = only {
-            for &slot in only {
-                let slot = usize::from(slot);
-                if let (Some(&(name, kind)), Some(shadow)) =
-                    (slots.get(slot), self.locals.get_mut(slot))
-                {
+            let mut observe = |slot: usize, shadow: &mut Shadow| {
+                if let Some(&(name, kind)) = slots.get(slot) {
                     // SAFETY: as below.
                     unsafe { sink.observe(py, shadow, layout.slot(frame, slot, kind), name) };
+                }
+            };
+            for &slot in only.stores.iter().chain(only.mutates) {
+                if let Some(shadow) = self.locals.get_mut(usize::from(slot)) {
+                    observe(usize::from(slot), shadow);
+                }
+            }
+            if only.changed != 0 {
+                // Values that may hold a changed list within what they show.
+                for (slot, shadow) in self.locals.iter_mut().enumerate() {
+                    let named = |s: &u16| usize::from(*s) == slot;
+                    if shadow.may_reach(only.changed)
+                        && !only.stores.iter().chain(only.mutates).any(named)
+                    {
+                        observe(slot, shadow);
+                    }
                 }
             }
             return;
@@ -170,6 +184,17 @@ impl FrameState {
             unsafe { sink.observe(py, shadow, layout.slot(frame, slot, kind), name) };
         }
     }
+}
+
+/// What the event after `step` (a pure line of code `code_id`) compares;
+/// `None`: every local.
+fn compared_after(
+    pure_lines: &[Option<PureLines>],
+    code_id: u32,
+    step: Option<PureStep>,
+) -> Option<Compared<'_>> {
+    let lines = pure_lines.get(code_id as usize)?.as_ref()?;
+    lines.compared(step?)
 }
 
 /// An exception seen in a frame and not yet unwound (3.11, which reports
@@ -418,6 +443,7 @@ impl Recorder {
             .map_err(runtime)?;
         // Pure lines only matter when variables are compared at lines.
         let opcodes = if vars && lines {
+            crate::purity::watch_gc(py)?;
             Some(Opcodes::load(py)?)
         } else {
             None
@@ -538,6 +564,7 @@ impl Recorder {
             return Ok(None);
         };
         let removed = self.backend.remove(py, &recording.enabled_codes(py));
+        let unwatched = crate::purity::unwatch_gc(py);
         let rows = std::mem::take(&mut recording.rows);
         let summary = py
             .detach(move || {
@@ -546,6 +573,7 @@ impl Recorder {
             })
             .map_err(runtime)?;
         removed?;
+        unwatched?;
         let d = PyDict::new(py);
         d.set_item("path", &self.path)?;
         d.set_item("bytes", summary.bytes)?;
@@ -1630,7 +1658,7 @@ impl Recording {
         ident: u64,
         at: &EventSite,
         index: u32,
-        pure_line: Option<PureLine>,
+        pure_line: Option<PureStep>,
     ) {
         let Some(top) = self
             .threads
@@ -1639,13 +1667,7 @@ impl Recording {
         else {
             return;
         };
-        let only = pure_line
-            .zip(
-                self.pure_lines
-                    .get(top.code_id as usize)
-                    .and_then(Option::as_ref),
-            )
-            .map(|(line, lines)| lines.stores(line));
+        let only = compared_after(&self.pure_lines, top.code_id, pure_line);
         let mut sink = VarSink {
             batch: &mut self.rows.batch,
             scratch: &mut self.scratch,
@@ -1696,10 +1718,10 @@ impl Recording {
             && let Some(lines) = self.pure_lines.get(code_id).and_then(Option::as_ref)
             && let Some(pure) = lines.line(line)
             // SAFETY: forwarded.
-            && unsafe { runs_alone(lines, pure, layout, frame) }
+            && let Some(step) = unsafe { lines.start(pure, layout, frame) }
             && let Some(top) = self.threads.states[slot].stack.last_mut()
         {
-            top.pure_line = Some(pure);
+            top.pure_line = Some(step);
         }
         Some(self.maybe_flush(ts).map(|()| Verdict::Ignore))
     }
@@ -1843,7 +1865,7 @@ impl Recording {
         slot: usize,
         kind: EventKind,
         (arg, arg_type): (u32, u32),
-        pure_line: Option<PureLine>,
+        pure_line: Option<PureStep>,
     ) -> u64 {
         let thread = &mut self.threads.states[slot];
         thread.unwound_exception = 0;
@@ -1877,13 +1899,7 @@ impl Recording {
                 index,
                 is_start: kind == EventKind::Call,
             };
-            let only = pure_line
-                .zip(
-                    self.pure_lines
-                        .get(top.code_id as usize)
-                        .and_then(Option::as_ref),
-                )
-                .map(|(line, lines)| lines.stores(line));
+            let only = compared_after(&self.pure_lines, top.code_id, pure_line);
             let frame = top.frame as InterpreterFrame;
             // SAFETY: forwarded.
             unsafe { top.diff_vars(py, layout, frame, &mut sink, &self.code_slots, only) };
