@@ -114,3 +114,16 @@ def test_lines_with_backward_jumps_are_impure() -> None:
     # of the `for` body; `while` tests its condition again on its own line.
     assert {1, 5, 6} <= set(lines)
     assert not {2, 3, 4} & set(lines)
+
+
+def comprehension(items):
+    doubled = [i * 2 for i in items]
+    n = len(doubled)
+    total = n + 1
+    return total
+
+
+def test_cleanup_code_run_only_after_an_exception_does_not_count() -> None:
+    # 3.12+ inlines the comprehension, with line-less cleanup code that
+    # runs only when it raises (an event that compares every local).
+    assert lines_of(comprehension)[3] == facts(plain=("n",), stores=("total",))

@@ -185,7 +185,21 @@ pub(crate) struct Opcodes {
     /// Inline cache entries (2 bytes each) after each instruction.
     caches: [u8; 256],
     jumps: [Jump; 256],
+    /// The instruction never falls through to the next (a return, a
+    /// raise, an unconditional jump).
+    ends: [bool; 256],
 }
+
+/// Instructions that never fall through to the next (names of 3.11–3.13).
+const ENDS: &[&str] = &[
+    "RETURN_VALUE",
+    "RETURN_CONST",
+    "RERAISE",
+    "RAISE_VARARGS",
+    "JUMP_FORWARD",
+    "JUMP_BACKWARD",
+    "JUMP_BACKWARD_NO_INTERRUPT",
+];
 
 impl Opcodes {
     /// Reads the opcode numbers and cache sizes from `dis`.
@@ -197,7 +211,13 @@ impl Opcodes {
             ops: [Op::Impure; 256],
             caches: [0; 256],
             jumps: [Jump::Not; 256],
+            ends: [false; 256],
         };
+        for name in ENDS {
+            if let Ok(number) = opmap.get_item(name).and_then(|n| n.extract::<u8>()) {
+                opcodes.ends[usize::from(number)] = true;
+            }
+        }
         // As `dis` finds jump targets (its `_get_jump_target`).
         let opname = dis.getattr("opname")?;
         for (list, relative) in [("hasjrel", true), ("hasjabs", false)] {
@@ -589,22 +609,19 @@ impl PureLines {
             }
         }
         let labels = jump_targets(code, bytecode, opcodes)?;
+        let reached = normally_reached(bytecode, opcodes);
         let slot = |n: u32| u16::try_from(n).ok().filter(|&s| usize::from(s) < slots);
         let mut lines: std::collections::BTreeMap<u32, LineFacts> = Default::default();
         // The line of the run being simulated and its stack.
         let mut run_line: Option<u32> = None;
         let mut stack: Vec<Val> = Vec::new();
-        let mut extended: u32 = 0;
-        let mut at = 0;
-        while at + 1 < bytecode.len() {
-            let offset = at;
-            let (opcode, oparg) = (bytecode[at], u32::from(bytecode[at + 1]) | extended << 8);
+        for (offset, opcode, oparg, _) in instructions(bytecode, opcodes) {
             let op = opcodes.ops[usize::from(opcode)];
-            let line = line_of[at / 2];
-            at += 2 + 2 * usize::from(opcodes.caches[usize::from(opcode)]);
-            extended = if op == Op::Extend { oparg } else { 0 };
-            let Some(line) = line else {
-                if matches!(op, Op::Nop | Op::Extend) {
+            let oparg = u32::try_from(oparg).unwrap_or(u32::MAX);
+            let Some(line) = line_of[offset / 2] else {
+                // Reached only through an exception handler: after an
+                // event that compares every local.
+                if matches!(op, Op::Nop | Op::Extend) || !reached[offset / 2] {
                     continue;
                 }
                 // Run between line events, by any line: no line is pure.
@@ -713,6 +730,73 @@ impl PureLines {
     }
 }
 
+/// Each instruction of `bytecode`: its offset, opcode, argument (with its
+/// `EXTENDED_ARG`s) and the offset after its inline caches.
+fn instructions<'a>(
+    bytecode: &'a [u8],
+    opcodes: &'a Opcodes,
+) -> impl Iterator<Item = (usize, u8, usize, usize)> + 'a {
+    let (mut at, mut extended) = (0, 0);
+    std::iter::from_fn(move || {
+        if at + 1 >= bytecode.len() {
+            return None;
+        }
+        let opcode = bytecode[at];
+        let oparg = usize::from(bytecode[at + 1]) | extended << 8;
+        let after = at + 2 + 2 * usize::from(opcodes.caches[usize::from(opcode)]);
+        extended = if opcodes.ops[usize::from(opcode)] == Op::Extend {
+            oparg
+        } else {
+            0
+        };
+        let instruction = (at, opcode, oparg, after);
+        at = after;
+        Some(instruction)
+    })
+}
+
+impl Opcodes {
+    /// Where a jump goes, as `dis` finds it (its `_get_jump_target`).
+    fn target(&self, opcode: u8, oparg: usize, after: usize) -> Option<usize> {
+        match self.jumps[usize::from(opcode)] {
+            Jump::Not => None,
+            Jump::Forward => Some(after + 2 * oparg),
+            Jump::Backward => Some(after.saturating_sub(2 * oparg)),
+            Jump::Absolute => Some(2 * oparg),
+        }
+    }
+}
+
+/// By code unit: whether the instruction there can run without an
+/// exception, following fall-throughs and jumps from the start.
+fn normally_reached(bytecode: &[u8], opcodes: &Opcodes) -> Vec<bool> {
+    let all: Vec<_> = instructions(bytecode, opcodes).collect();
+    let mut index_at = vec![None; bytecode.len() / 2 + 1];
+    for (index, &(at, ..)) in all.iter().enumerate() {
+        index_at[at / 2] = Some(index);
+    }
+    let mut reached = vec![false; bytecode.len() / 2 + 1];
+    let mut pending = vec![0];
+    while let Some(index) = pending.pop() {
+        let Some(&(at, opcode, oparg, after)) = all.get(index) else {
+            continue;
+        };
+        if std::mem::replace(&mut reached[at / 2], true) {
+            continue;
+        }
+        if !opcodes.ends[usize::from(opcode)] {
+            pending.push(index + 1);
+        }
+        if let Some(Some(target)) = opcodes
+            .target(opcode, oparg, after)
+            .map(|t| index_at.get(t / 2).copied().flatten())
+        {
+            pending.push(target);
+        }
+    }
+    reached
+}
+
 /// Offsets of every jump target and exception handler of `code`, read
 /// from its bytecode and exception table (no Python code runs: this is
 /// called with the recording's state locked).
@@ -721,26 +805,9 @@ fn jump_targets(
     bytecode: &[u8],
     opcodes: &Opcodes,
 ) -> PyResult<Vec<usize>> {
-    let mut labels = Vec::new();
-    let mut extended: usize = 0;
-    let mut at = 0;
-    while at + 1 < bytecode.len() {
-        let opcode = usize::from(bytecode[at]);
-        let oparg = usize::from(bytecode[at + 1]) | extended << 8;
-        let after = at + 2 + 2 * usize::from(opcodes.caches[opcode]);
-        extended = if opcodes.ops[opcode] == Op::Extend {
-            oparg
-        } else {
-            0
-        };
-        match opcodes.jumps[opcode] {
-            Jump::Not => {}
-            Jump::Forward => labels.push(after + 2 * oparg),
-            Jump::Backward => labels.push(after.saturating_sub(2 * oparg)),
-            Jump::Absolute => labels.push(2 * oparg),
-        }
-        at = after;
-    }
+    let mut labels: Vec<usize> = instructions(bytecode, opcodes)
+        .filter_map(|(_, opcode, oparg, after)| opcodes.target(opcode, oparg, after))
+        .collect();
     // Entries of 4 varints (start, length, target, depth and lasti) in
     // 6-bit groups, 0x40 marking a continuation.
     let table = code.getattr("co_exceptiontable")?;
