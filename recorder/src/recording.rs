@@ -561,6 +561,8 @@ impl Recorder {
     fn stop<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
         let recording = self.lock_state(py)?.take();
         let Some(mut recording) = recording else {
+            // Stopped by a failure: the garbage collections still counted.
+            crate::purity::unwatch_gc(py)?;
             return Ok(None);
         };
         let removed = self.backend.remove(py, &recording.enabled_codes(py));
