@@ -576,6 +576,9 @@ unsafe fn text_stamp(obj: *mut ffi::PyObject, t: *mut ffi::PyTypeObject, max_len
 unsafe fn c_repr(obj: *mut ffi::PyObject) -> Option<String> {
     // SAFETY: GIL held; the new reference is released before returning.
     unsafe {
+        if let Some(text) = range_repr(obj) {
+            return Some(text);
+        }
         let text = ffi::PyObject_Repr(obj);
         if text.is_null() {
             ffi::PyErr_Clear();
@@ -584,6 +587,81 @@ unsafe fn c_repr(obj: *mut ffi::PyObject) -> Option<String> {
         let result = str_contents(text).map(str::to_string);
         ffi::Py_DecRef(text);
         result
+    }
+}
+
+/// CPython's `rangeobject` (the same in 3.11–3.13): its bounds follow the
+/// object header. Read only once [`check_range_layout`] found them there.
+#[repr(C)]
+struct RangeObject {
+    header: ffi::PyObject,
+    start: *mut ffi::PyObject,
+    stop: *mut ffi::PyObject,
+    step: *mut ffi::PyObject,
+}
+
+/// [`RangeObject`] matches the running CPython.
+static RANGE_LAYOUT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Checks [`RangeObject`] against a range made here (at import, where
+/// Python code may run): `range(3, 17, 2)`.
+pub(crate) fn check_range_layout(py: Python<'_>) -> PyResult<()> {
+    let range = py.eval(c"range(3, 17, 2)", None, None)?;
+    // SAFETY: a live range object, read within its size (four pointers
+    // after the header); each bound checked to be an int before its value.
+    let matches = unsafe {
+        let fields = &*range.as_ptr().cast::<RangeObject>();
+        [(fields.start, 3), (fields.stop, 17), (fields.step, 2)]
+            .iter()
+            .all(|&(bound, value)| {
+                !bound.is_null()
+                    && type_of(bound) == &raw mut ffi::PyLong_Type
+                    && small_int(bound) == Some(value)
+            })
+    };
+    RANGE_LAYOUT.store(matches, std::sync::atomic::Ordering::Relaxed);
+    Ok(())
+}
+
+/// `range(start, stop[, step])` from the object's fields, as `range.__repr__`
+/// writes it, without making Python strings (`PyObject_Repr` formats it
+/// through `PyUnicode_FromFormat`, ~3,000 instructions). `None`: not a range,
+/// or bounds beyond 64 bits.
+///
+/// # Safety
+/// GIL held, `obj` valid.
+unsafe fn range_repr(obj: *mut ffi::PyObject) -> Option<String> {
+    // SAFETY: the layout was checked; bounds are ints (range() makes them so).
+    unsafe {
+        if type_of(obj) != &raw mut ffi::PyRange_Type
+            || !RANGE_LAYOUT.load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return None;
+        }
+        let fields = &*obj.cast::<RangeObject>();
+        let bounds = [fields.start, fields.stop, fields.step];
+        if bounds
+            .iter()
+            .any(|&b| b.is_null() || type_of(b) != &raw mut ffi::PyLong_Type)
+        {
+            return None;
+        }
+        let [start, stop, step] = [
+            small_int(bounds[0])?,
+            small_int(bounds[1])?,
+            small_int(bounds[2])?,
+        ];
+        let mut text = String::with_capacity(48);
+        text.push_str("range(");
+        push_int(&mut text, start);
+        text.push_str(", ");
+        push_int(&mut text, stop);
+        if step != 1 {
+            text.push_str(", ");
+            push_int(&mut text, step);
+        }
+        text.push(')');
+        Some(text)
     }
 }
 
