@@ -345,6 +345,37 @@ def test_safe_repr_never_calls_repr(tmp_path: Path) -> None:
     assert "modified wallet" not in dump
 
 
+DISGUISED_EXCEPTION_PROGRAM = """
+asked = []
+
+
+class Disguised(Exception):
+    @property
+    def __class__(self):
+        asked.append("__class__")
+        return OSError
+
+
+def fail():
+    raise Disguised("quiet")
+
+
+try:
+    fail()
+except Exception:
+    pass
+print(len(asked))
+"""
+
+
+def test_recording_an_exception_asks_nothing_of_its_class(tmp_path: Path) -> None:
+    program = write_program(tmp_path, DISGUISED_EXCEPTION_PROGRAM)
+    done = run_cli("record", "-o", tmp_path / "t.clog", program, cwd=tmp_path)
+    assert (done.code, done.out, done.err) == (0, "0\n", "")
+    dump = "".join(chronolog.open(tmp_path / "t.clog").dump())
+    assert "raise" in dump and "quiet" in dump
+
+
 MUTATIONS_PROGRAM = """
 import random
 from chronolog._native import safe_repr
