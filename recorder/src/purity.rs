@@ -574,15 +574,13 @@ pub(crate) struct PureLines {
     slots: Box<[u16]>,
 }
 
-/// Where a pure line's slots are in [`PureLines::slots`]: `indexable`,
-/// then `plain`, `stores` and `mutates` slots, one after the other.
+/// Where a pure line's slots are in [`PureLines::slots`]: from `start`,
+/// its `indexable`, `plain`, `stores` and `mutates` slots one after the
+/// other, part `k` ending at `start + ends[k]`.
 #[derive(Clone, Copy, Debug)]
 struct Span {
     start: u32,
-    indexable: u8,
-    plain: u8,
-    stores: u8,
-    mutates: u8,
+    ends: [u16; 4],
 }
 
 /// One pure line (an index into its [`PureLines`]).
@@ -678,25 +676,25 @@ impl PureLines {
             all_slots.extend(of_need(Need::Plain));
             all_slots.extend(&facts.stores);
             all_slots.extend(&facts.mutates);
-            let count = |n: usize| u8::try_from(n).ok();
             let plain = of_need(Need::Plain).count();
-            let (Some(indexable), Some(plain), Some(stores), Some(mutates)) = (
-                count(facts.needs.len() - plain),
-                count(plain),
-                count(facts.stores.len()),
-                count(facts.mutates.len()),
-            ) else {
+            let lens = [
+                facts.needs.len() - plain,
+                plain,
+                facts.stores.len(),
+                facts.mutates.len(),
+            ];
+            let mut ends = [0u16; 4];
+            let mut end = 0;
+            for (k, len) in lens.into_iter().enumerate() {
+                end += len;
+                ends[k] = u16::try_from(end).unwrap_or(u16::MAX);
+            }
+            if usize::from(ends[3]) != end {
                 all_slots.truncate(start as usize);
                 continue;
-            };
+            }
             by_line[(line - first) as usize] = spans.len() as u32 + 1;
-            spans.push(Span {
-                start,
-                indexable,
-                plain,
-                stores,
-                mutates,
-            });
+            spans.push(Span { start, ends });
         }
         Ok(Some(PureLines {
             first,
@@ -720,13 +718,16 @@ impl PureLines {
     /// changes in place.
     #[inline]
     fn parts(&self, line: PureLine) -> [&[u16]; 4] {
-        let span = self.spans[line.0 as usize];
-        let mut start = span.start as usize;
-        [span.indexable, span.plain, span.stores, span.mutates].map(|n| {
-            let part = &self.slots[start..start + usize::from(n)];
-            start += usize::from(n);
-            part
-        })
+        let Span { start, ends } = self.spans[line.0 as usize];
+        let slots = &self.slots[start as usize..];
+        let [a, b, c, d] = [ends[0], ends[1], ends[2], ends[3]];
+        let (a, b, c, d) = (
+            usize::from(a),
+            usize::from(b),
+            usize::from(c),
+            usize::from(d),
+        );
+        [&slots[..a], &slots[a..b], &slots[b..c], &slots[c..d]]
     }
 }
 
