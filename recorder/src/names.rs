@@ -25,8 +25,9 @@ pub(crate) struct Names {
     redact: Vec<String>,
     /// By string id: whether a variable of that name is redacted.
     redacted: Vec<bool>,
-    /// The type last looked up, with its name id.
-    last_type: LastType<u32>,
+    /// The types last looked up, with their name ids (the types of changed
+    /// values alternate among a few: ints, strs, the program's classes).
+    last_type: LastType<u32, 8>,
 }
 
 impl Names {

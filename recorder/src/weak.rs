@@ -57,29 +57,50 @@ impl Weak {
     }
 }
 
-/// The last type looked up in a cache and what was found for it: values of
-/// one type tend to come in runs. A type's `tp_version_tag` is never given
-/// to another type (0: none yet, then not trusted), so the same address and
-/// tag are the same type, alive or not in between: no lookup, no weak
-/// reference to check.
-#[derive(Debug, Default)]
-pub(crate) struct LastType<T> {
-    last: Option<(usize, u32, T)>,
+/// The last types looked up in a cache and what was found for each
+/// (`N` of them, by address, one per slot): values of one type tend to
+/// come in runs, or to alternate among a few. A type's `tp_version_tag` is
+/// never given to another type (0: none yet, then not trusted), so the
+/// same address and tag are the same type, alive or not in between: no
+/// lookup, no weak reference to check.
+#[derive(Debug)]
+pub(crate) struct LastType<T, const N: usize = 1> {
+    slots: [Option<(usize, u32, T)>; N],
 }
 
-impl<T> LastType<T> {
-    /// What was remembered for `t`, if `t` is the type last remembered.
+impl<T, const N: usize> Default for LastType<T, N> {
+    fn default() -> Self {
+        LastType {
+            slots: std::array::from_fn(|_| None),
+        }
+    }
+}
+
+impl<T, const N: usize> LastType<T, N> {
+    /// The slot of type `t` and its tag.
+    ///
+    /// # Safety
+    /// GIL held, `t` a live type.
+    #[inline]
+    unsafe fn place(t: *mut ffi::PyTypeObject) -> (usize, usize, u32) {
+        let key = t as usize;
+        // Types are hundreds of bytes apart: the address above the low bits.
+        let slot = if N == 1 { 0 } else { (key >> 6) % N };
+        // SAFETY: reading a live type's tag.
+        (slot, key, unsafe { (*t).tp_version_tag })
+    }
+
+    /// What was remembered for `t`, if `t` is a type remembered last in
+    /// its slot.
     ///
     /// # Safety
     /// GIL held, `t` a live type.
     #[inline]
     pub(crate) unsafe fn get(&self, t: *mut ffi::PyTypeObject) -> Option<&T> {
-        // SAFETY: reading a live type's tag.
-        let tag = unsafe { (*t).tp_version_tag };
-        match &self.last {
-            Some((key, last_tag, value)) if *key == t as usize && *last_tag == tag && tag != 0 => {
-                Some(value)
-            }
+        // SAFETY: forwarded.
+        let (slot, key, tag) = unsafe { Self::place(t) };
+        match &self.slots[slot] {
+            Some((k, last_tag, value)) if *k == key && *last_tag == tag && tag != 0 => Some(value),
             _ => None,
         }
     }
@@ -94,14 +115,14 @@ impl<T> LastType<T> {
         t: *mut ffi::PyTypeObject,
         make: impl FnOnce() -> T,
     ) -> &T {
-        // SAFETY: reading a live type's tag.
-        let tag = unsafe { (*t).tp_version_tag };
-        let key = t as usize;
-        let hit = matches!(&self.last, Some((k, g, _)) if *k == key && *g == tag && tag != 0);
+        // SAFETY: forwarded.
+        let (slot, key, tag) = unsafe { Self::place(t) };
+        let entry = &mut self.slots[slot];
+        let hit = matches!(entry, Some((k, g, _)) if *k == key && *g == tag && tag != 0);
         if !hit {
-            self.last = None;
+            *entry = None;
         }
-        &self.last.get_or_insert_with(|| (key, tag, make())).2
+        &entry.get_or_insert_with(|| (key, tag, make())).2
     }
 
     /// Remembers `value` for `t`; returns it.
@@ -109,9 +130,9 @@ impl<T> LastType<T> {
     /// # Safety
     /// GIL held, `t` a live type.
     pub(crate) unsafe fn set(&mut self, t: *mut ffi::PyTypeObject, value: T) -> &T {
-        // SAFETY: reading a live type's tag.
-        let tag = unsafe { (*t).tp_version_tag };
-        &self.last.insert((t as usize, tag, value)).2
+        // SAFETY: forwarded.
+        let (slot, key, tag) = unsafe { Self::place(t) };
+        &self.slots[slot].insert((key, tag, value)).2
     }
 }
 
@@ -127,7 +148,7 @@ mod tests {
             unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
         a.tp_version_tag = 7;
         b.tp_version_tag = 7;
-        let mut last = LastType::default();
+        let mut last: LastType<i32> = LastType::default();
         // SAFETY: as above.
         unsafe {
             assert!(last.get(&mut a).is_none());
@@ -146,6 +167,33 @@ mod tests {
                 3,
                 "kept, not made again"
             );
+        }
+    }
+
+    #[test]
+    fn a_few_ways_keep_types_that_alternate() {
+        // SAFETY: as above (all-zero type objects, only tags read).
+        let mut types: Vec<ffi::PyTypeObject> =
+            (0..16).map(|_| unsafe { std::mem::zeroed() }).collect();
+        for (n, t) in types.iter_mut().enumerate() {
+            t.tp_version_tag = n as u32 + 1;
+        }
+        let mut recent: LastType<usize, 8> = LastType::default();
+        // SAFETY: as above.
+        unsafe {
+            for (n, t) in types.iter_mut().enumerate() {
+                recent.set(t, n);
+            }
+            // Each type is either still there, with its own value, or gone:
+            // never another type's.
+            let mut kept = 0;
+            for (n, t) in types.iter_mut().enumerate() {
+                if let Some(&value) = recent.get(t) {
+                    assert_eq!(value, n);
+                    kept += 1;
+                }
+            }
+            assert!((1..=8).contains(&kept), "{kept}");
         }
     }
 }
