@@ -397,8 +397,8 @@ pub(crate) unsafe fn scalar_summary(
         }
         if t == &raw mut ffi::PyFloat_Type {
             let value = ffi::PyFloat_AS_DOUBLE(obj);
-            // At least `0.0` or `inf`.
-            return Some((floats.cached_len(value).unwrap_or(3), value.to_bits()));
+            // Its exact width, for a walk that stops where the cut does.
+            return Some((floats.width(value), value.to_bits()));
         }
         summarize(obj, t, max_len)
     }
@@ -1622,7 +1622,11 @@ struct FloatRepr {
     text: [u8; MAX_FLOAT_REPR],
 }
 
-type FloatSlots = [FloatRepr; 1 << FLOAT_REPRS_BITS];
+/// The cache, and a buffer for reprs rendered only to be remembered.
+struct FloatSlots {
+    slots: [FloatRepr; 1 << FLOAT_REPRS_BITS],
+    scratch: String,
+}
 
 thread_local! {
     /// Reprs of recently rendered floats, by their bits (direct-mapped).
@@ -1631,9 +1635,10 @@ thread_local! {
     /// one coordinate per line), and Ryū plus CPython's layout cost
     /// ~400 instructions per float against ~30 for a hit.
     static FLOAT_REPRS: std::cell::UnsafeCell<FloatSlots> = const {
-        std::cell::UnsafeCell::new(
-            [FloatRepr { bits: 0, len: 0, text: [0; MAX_FLOAT_REPR] }; 1 << FLOAT_REPRS_BITS],
-        )
+        std::cell::UnsafeCell::new(FloatSlots {
+            slots: [FloatRepr { bits: 0, len: 0, text: [0; MAX_FLOAT_REPR] }; 1 << FLOAT_REPRS_BITS],
+            scratch: String::new(),
+        })
     };
 }
 
@@ -1653,12 +1658,28 @@ impl FloatReprs {
         (bits.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - FLOAT_REPRS_BITS)) as usize
     }
 
-    /// The length of `value`'s repr, if it is in the cache.
-    pub(crate) fn cached_len(self, value: f64) -> Option<usize> {
+    /// The length of `value`'s repr, rendered into the cache if it is not
+    /// there: a fingerprint walk over an unchanged list of floats then
+    /// counts each float's width (and stops after what its cut shows)
+    /// instead of the 3 characters the shortest float takes, and a changed
+    /// one is rendered next anyway.
+    pub(crate) fn width(self, value: f64) -> usize {
         let bits = value.to_bits();
-        // SAFETY: this thread's cache (see the type), borrowed for the read.
-        let entry = unsafe { &(*self.0)[Self::slot(bits)] };
-        (entry.len > 0 && entry.bits == bits).then_some(entry.len)
+        // SAFETY: this thread's cache (see the type), borrowed for the call.
+        let cache = unsafe { &mut *self.0 };
+        let entry = &mut cache.slots[Self::slot(bits)];
+        if entry.len > 0 && entry.bits == bits {
+            return entry.len;
+        }
+        cache.scratch.clear();
+        format_float(&mut cache.scratch, value);
+        let written = cache.scratch.as_bytes();
+        if written.len() <= MAX_FLOAT_REPR {
+            entry.bits = bits;
+            entry.len = written.len();
+            entry.text[..written.len()].copy_from_slice(written);
+        }
+        written.len()
     }
 
     /// Appends `repr(value)`, from the cache or rendered into it.
@@ -1666,7 +1687,7 @@ impl FloatReprs {
         let bits = value.to_bits();
         let slot = Self::slot(bits);
         // SAFETY: this thread's cache (see the type), borrowed for the call.
-        let entry = unsafe { &mut (*self.0)[slot] };
+        let entry = unsafe { &mut (*self.0).slots[slot] };
         if entry.len > 0 && entry.bits == bits {
             // SAFETY: entries hold what `format_float` wrote: ASCII.
             out.push_str(unsafe { std::str::from_utf8_unchecked(&entry.text[..entry.len]) });
