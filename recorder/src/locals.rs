@@ -89,6 +89,68 @@ pub(crate) struct NamespaceShadow {
     generation: u64,
 }
 
+/// Value refs of values recorded lately in the batch whose repr is fixed
+/// by their identity (objects of the program's classes, ints, strs), by
+/// address: a method's `self` is recorded at each of its calls, and is
+/// rendered once per batch, not once per call. An entry holds while its
+/// batch does ([`RecentValues::new_batch`]) and while the object at the
+/// address has the same [`identity_stamp`] — the test a shadow trusts.
+#[derive(Debug)]
+pub(crate) struct RecentValues {
+    slots: Box<[RecentValue; RECENT_VALUES]>,
+    /// Of the batch being filled; entries of others are stale.
+    batch: u32,
+}
+
+const RECENT_VALUES: usize = 256;
+
+#[derive(Clone, Copy, Debug, Default)]
+struct RecentValue {
+    object: usize,
+    stamp: u64,
+    batch: u32,
+    value_ref: u32,
+    type_name: u32,
+}
+
+impl Default for RecentValues {
+    fn default() -> RecentValues {
+        RecentValues {
+            slots: Box::new([RecentValue::default(); RECENT_VALUES]),
+            batch: 1,
+        }
+    }
+}
+
+impl RecentValues {
+    /// Forgets every entry: the batch they refer into was handed over.
+    pub(crate) fn new_batch(&mut self) {
+        self.batch = self.batch.wrapping_add(1).max(1);
+    }
+
+    fn slot(object: usize) -> usize {
+        (object >> 4) % RECENT_VALUES
+    }
+
+    /// The value ref and type name recorded for `object` with `stamp` in
+    /// this batch.
+    fn get(&self, object: usize, stamp: u64) -> Option<(u32, u32)> {
+        let entry = &self.slots[Self::slot(object)];
+        (entry.batch == self.batch && entry.object == object && entry.stamp == stamp)
+            .then_some((entry.value_ref, entry.type_name))
+    }
+
+    fn put(&mut self, object: usize, stamp: u64, value_ref: u32, type_name: u32) {
+        self.slots[Self::slot(object)] = RecentValue {
+            object,
+            stamp,
+            batch: self.batch,
+            value_ref,
+            type_name,
+        };
+    }
+}
+
 /// Everything needed to record variable changes at one event.
 pub(crate) struct VarSink<'a> {
     pub(crate) batch: &'a mut EventBatch,
@@ -96,6 +158,7 @@ pub(crate) struct VarSink<'a> {
     pub(crate) names: &'a mut Names,
     pub(crate) writer: &'a mut TraceWriter,
     pub(crate) repr: ReprOptions,
+    pub(crate) recent: &'a mut RecentValues,
     pub(crate) index: u32,
     pub(crate) is_start: bool,
 }
@@ -206,9 +269,17 @@ impl VarSink<'_> {
             previous.reach = reach;
             return;
         }
+        let recent = if mutable {
+            None
+        } else {
+            self.recent.get(value as usize, stamp)
+        };
         self.scratch.clear();
-        // SAFETY: as above.
-        unsafe { short_repr(value, self.repr, self.scratch) };
+        match recent.and_then(|(value_ref, _)| self.batch.values.get(value_ref)) {
+            Some(text) => self.scratch.push_str(text),
+            // SAFETY: as above.
+            None => unsafe { short_repr(value, self.repr, self.scratch) },
+        }
         let change = if !previous.bound {
             if self.is_start {
                 VarChange::Start
@@ -234,10 +305,19 @@ impl VarSink<'_> {
         // The new text becomes the shadow's; the old one's buffer becomes
         // the scratch (cleared before its next use).
         std::mem::swap(&mut previous.repr, self.scratch);
-        let value_ref = self.batch.values.push(&previous.repr);
-        // SAFETY: GIL held; borrowed value.
-        let bound = unsafe { Bound::from_borrowed_ptr(py, value) };
-        let type_name = self.names.type_of(self.writer, &bound);
+        let (value_ref, type_name) = match recent {
+            Some(found) => found,
+            None => {
+                let value_ref = self.batch.values.push(&previous.repr);
+                // SAFETY: GIL held; borrowed value.
+                let bound = unsafe { Bound::from_borrowed_ptr(py, value) };
+                let type_name = self.names.type_of(self.writer, &bound);
+                if !mutable {
+                    self.recent.put(value as usize, stamp, value_ref, type_name);
+                }
+                (value_ref, type_name)
+            }
+        };
         self.batch.push_var(&VarRecord {
             event: self.index,
             name,

@@ -33,7 +33,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::clock::Clock;
 use crate::frames::{InterpreterFrame, Layout, SlotKind};
-use crate::locals::{NamespaceShadow, Shadow, VarSink, diff_namespace};
+use crate::locals::{NamespaceShadow, RecentValues, Shadow, VarSink, diff_namespace};
 use crate::names::Names;
 use crate::purity::{Compared, Opcodes, PureLines, PureStep};
 use crate::repr::{ReprOptions, short_repr};
@@ -311,6 +311,8 @@ struct Recording {
     /// (code id, bytecode offset) -> line, for events that carry an offset.
     lines: FxHashMap<(u32, i32), u32>,
     scratch: String,
+    /// Value refs of the batch's fixed values (see `locals.rs`).
+    recent_values: RecentValues,
     /// Shadows of finished frames, for new ones (see [`Recording::recycle`]).
     spare_locals: Vec<Vec<Shadow>>,
 }
@@ -483,6 +485,7 @@ impl Recorder {
             sources: FxHashSet::default(),
             lines: FxHashMap::default(),
             scratch: String::new(),
+            recent_values: RecentValues::default(),
             spare_locals: Vec::new(),
         };
         Ok(Recorder {
@@ -1676,6 +1679,7 @@ impl Recording {
             names: &mut self.names,
             writer: &mut self.writer,
             repr: self.options.repr,
+            recent: &mut self.recent_values,
             index,
             is_start: at.is_start,
         };
@@ -1898,6 +1902,7 @@ impl Recording {
                 names: &mut self.names,
                 writer: &mut self.writer,
                 repr: self.options.repr,
+                recent: &mut self.recent_values,
                 index,
                 is_start: kind == EventKind::Call,
             };
@@ -1931,6 +1936,7 @@ impl Recording {
         let next = self.writer.spare_rows();
         let next = next.unwrap_or_else(|| RowBatch::with_capacity(BATCH_EVENTS, BATCH_EVENTS / 2));
         let rows = std::mem::replace(&mut self.rows, next);
+        self.recent_values.new_batch();
         self.checkpoint();
         self.writer.write_rows(rows).map_err(|e| e.to_string())
     }
