@@ -350,9 +350,10 @@ pub(crate) unsafe fn repr_fixed_by_identity(obj: *mut ffi::PyObject, user_code: 
 /// for ints of one or two digits (|n| < 2^60), floats, complex numbers,
 /// `None` and booleans; up to a 64-bit hash for longer ints, and for strings
 /// and bytes, whose stamp covers their length and the characters a repr
-/// cut to `max_len` can show. Objects shown as `<Type object at 0x…>` and
-/// other built-ins are told apart by their type. Different stamps only cost
-/// a rendering and a comparison of text.
+/// cut to `max_len` can show. Objects shown as `<Type object at 0x…>` are
+/// told apart by their type; built-ins whose repr shows more than type and
+/// address by what it shows (see [`shown_stamp`]). Different stamps only
+/// cost a rendering and a comparison of text.
 ///
 /// # Safety
 /// GIL held, `obj` valid.
@@ -369,7 +370,78 @@ pub(crate) unsafe fn identity_stamp(obj: *mut ffi::PyObject, max_len: usize) -> 
         if t == &raw mut ffi::PyLong_Type {
             return int_stamp(obj);
         }
-        summarize(obj, t, max_len).map_or(t as u64, |(_, stamp)| stamp)
+        summarize(obj, t, max_len).map_or_else(|| shown_stamp(obj, t, max_len), |(_, stamp)| stamp)
+    }
+}
+
+/// The stamp of a built-in object that is neither a scalar nor shown as
+/// `<Type object at 0x…>`: its type, and what its C repr shows of it — a
+/// range's bounds, a function's or generator's qualified name, a builtin
+/// method's definition and `self`, a method descriptor's definition and
+/// class, a class's version tag and name. Without it, a range or function
+/// made at the address of a freed one would keep the freed one's repr.
+///
+/// # Safety
+/// GIL held, `obj` valid, `t` its type.
+unsafe fn shown_stamp(obj: *mut ffi::PyObject, t: *mut ffi::PyTypeObject, max_len: usize) -> u64 {
+    let mut stamp = t as u64;
+    // SAFETY: each object's own fields, of its exact type (3.11–3.13).
+    unsafe {
+        if t == &raw mut ffi::PyRange_Type {
+            if RANGE_LAYOUT.load(std::sync::atomic::Ordering::Relaxed) {
+                let fields = &*obj.cast::<RangeObject>();
+                for bound in [fields.start, fields.stop, fields.step] {
+                    if !bound.is_null() && type_of(bound) == &raw mut ffi::PyLong_Type {
+                        mix(&mut stamp, int_stamp(bound));
+                    }
+                }
+            } else {
+                mix(&mut stamp, ffi::PyObject_Hash(obj) as u64);
+                ffi::PyErr_Clear();
+            }
+        } else if t == &raw mut ffi::PyFunction_Type {
+            let name = (*obj.cast::<ffi::PyFunctionObject>()).func_qualname;
+            mix(&mut stamp, name_stamp(name, max_len));
+        } else if t == &raw mut ffi::PyGen_Type
+            || t == &raw mut ffi::PyCoro_Type
+            || t == &raw mut ffi::PyAsyncGen_Type
+        {
+            let name = (*obj.cast::<ffi::PyGenObject>()).gi_qualname;
+            mix(&mut stamp, name_stamp(name, max_len));
+        } else if t == &raw mut ffi::PyCFunction_Type {
+            let function = &*obj.cast::<ffi::PyCFunctionObject>();
+            mix(&mut stamp, function.m_ml as u64);
+            mix(&mut stamp, function.m_self as u64);
+            if !function.m_self.is_null() {
+                mix(&mut stamp, type_of(function.m_self) as u64);
+            }
+        } else if t == &raw mut ffi::PyMethodDescr_Type {
+            let descriptor = &*obj.cast::<ffi::PyMethodDescrObject>();
+            mix(&mut stamp, descriptor.d_method as u64);
+            mix(&mut stamp, descriptor.d_common.d_type as u64);
+        } else if t == &raw mut ffi::PyType_Type {
+            let class = obj.cast::<ffi::PyTypeObject>();
+            mix(&mut stamp, u64::from((*class).tp_version_tag));
+            if !(*class).tp_name.is_null() {
+                let name = CStr::from_ptr((*class).tp_name).to_bytes();
+                mix_bytes(&mut stamp, &name[..name.len().min(64)]);
+            }
+        }
+    }
+    stamp
+}
+
+/// The stamp of a qualified name (a str, or null).
+///
+/// # Safety
+/// GIL held, `name` null or valid.
+unsafe fn name_stamp(name: *mut ffi::PyObject, max_len: usize) -> u64 {
+    // SAFETY: forwarded.
+    unsafe {
+        if name.is_null() || type_of(name) != &raw mut ffi::PyUnicode_Type {
+            return 0;
+        }
+        text_stamp(name, &raw mut ffi::PyUnicode_Type, max_len)
     }
 }
 
