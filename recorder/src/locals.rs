@@ -168,6 +168,38 @@ impl VarSink<'_> {
         self.names.string(self.writer, text)
     }
 
+    /// The value ref and type name of `value` (an event's argument: a
+    /// returned or yielded value), reused from [`RecentValues`] when its
+    /// repr is fixed by its identity and it was recorded lately.
+    ///
+    /// # Safety
+    /// GIL held; `value` alive for the call.
+    pub(crate) unsafe fn value_ref(
+        &mut self,
+        py: Python<'_>,
+        value: *mut ffi::PyObject,
+    ) -> (u32, u32) {
+        // SAFETY: forwarded.
+        let stamp = unsafe {
+            repr_fixed_by_identity(value, self.repr.user_code)
+                .then(|| identity_stamp(value, self.repr.max_len))
+        };
+        if let Some(found) = stamp.and_then(|stamp| self.recent.get(value as usize, stamp)) {
+            return found;
+        }
+        self.scratch.clear();
+        // SAFETY: forwarded.
+        unsafe { short_repr(value, self.repr, self.scratch) };
+        let value_ref = self.batch.values.push(self.scratch);
+        // SAFETY: GIL held; borrowed value.
+        let bound = unsafe { Bound::from_borrowed_ptr(py, value) };
+        let type_name = self.names.type_of(self.writer, &bound);
+        if let Some(stamp) = stamp {
+            self.recent.put(value as usize, stamp, value_ref, type_name);
+        }
+        (value_ref, type_name)
+    }
+
     /// Compares `value` (null: unbound) with its last recorded state and
     /// records the change, if any. Inlined for its common answers: the
     /// variable is still unbound, or still holds the object recorded last,

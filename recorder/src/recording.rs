@@ -36,7 +36,7 @@ use crate::frames::{InterpreterFrame, Layout, SlotKind};
 use crate::locals::{NamespaceShadow, RecentValues, Shadow, VarSink, diff_namespace};
 use crate::names::Names;
 use crate::purity::{Compared, Opcodes, PureLines, PureStep};
-use crate::repr::{ReprOptions, short_repr};
+use crate::repr::ReprOptions;
 use crate::scope::Scope;
 use crate::spinlock::{SpinGuard, SpinLock};
 use crate::weak::Weak;
@@ -1603,23 +1603,20 @@ impl Recording {
                 .filter(|_| at.kind == EventKind::Return);
         }
         let (arg_ref, arg_type) = match &at.value {
-            Some(Value::Object(value)) => {
+            Some(Value::Object(value)) if at.exc_id != 0 => {
                 // SAFETY: GIL held; `value` is alive for this call.
                 let value = unsafe { Bound::from_borrowed_ptr(py, *value) };
                 self.scratch.clear();
-                if at.exc_id != 0 {
-                    crate::repr::exception_message(
-                        &value,
-                        self.options.repr.max_len,
-                        &mut self.scratch,
-                    );
-                } else {
-                    // SAFETY: as above.
-                    unsafe { short_repr(value.as_ptr(), self.options.repr, &mut self.scratch) };
-                }
+                crate::repr::exception_message(
+                    &value,
+                    self.options.repr.max_len,
+                    &mut self.scratch,
+                );
                 let value_ref = self.rows.batch.values.push(&self.scratch);
                 (value_ref, self.type_name(&value))
             }
+            // SAFETY: GIL held; `value` is alive for this call.
+            Some(Value::Object(value)) => unsafe { self.sink(0, false).value_ref(py, *value) },
             Some(Value::Rendered { type_name, text }) => {
                 (self.rows.batch.values.push(text), *type_name)
             }
@@ -1807,13 +1804,8 @@ impl Recording {
         // A pure line's stores are all that can have changed at a return
         // (see `purity.rs`), not at a yield.
         let pure_line = top.pure_line.take().filter(|_| kind == EventKind::Return);
-        self.scratch.clear();
         // SAFETY: GIL held; `value` is alive for the call.
-        unsafe { short_repr(value, self.options.repr, &mut self.scratch) };
-        let arg = self.rows.batch.values.push(&self.scratch);
-        // SAFETY: as above.
-        let bound = unsafe { Bound::from_borrowed_ptr(py, value) };
-        let arg_type = self.names.type_of(&mut self.writer, &bound);
+        let (arg, arg_type) = unsafe { self.sink(0, false).value_ref(py, value) };
         // SAFETY: forwarded.
         let ts = unsafe { self.top_event(py, layout, slot, kind, (arg, arg_type), pure_line) };
         match self.threads.states[slot].stack.pop() {
@@ -1912,6 +1904,21 @@ impl Recording {
             unsafe { top.diff_vars(py, layout, frame, &mut sink, &self.code_slots, only) };
         }
         ts
+    }
+
+    /// What records variable changes (and event arguments) into the batch,
+    /// for event `index`.
+    fn sink(&mut self, index: u32, is_start: bool) -> VarSink<'_> {
+        VarSink {
+            batch: &mut self.rows.batch,
+            scratch: &mut self.scratch,
+            names: &mut self.names,
+            writer: &mut self.writer,
+            repr: self.options.repr,
+            recent: &mut self.recent_values,
+            index,
+            is_start,
+        }
     }
 
     /// Hands the batch to the writer when it is full or 100 ms old. The GIL
