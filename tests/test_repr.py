@@ -3,7 +3,10 @@ PySnooper cuts long ones, and never running user code."""
 
 from __future__ import annotations
 
+import abc
 import collections
+import enum
+import re
 
 import pytest
 
@@ -40,7 +43,30 @@ cyclic_list.append(cyclic_list)
 cyclic_dict: dict[str, object] = {"a": 1}
 cyclic_dict["self"] = cyclic_dict
 
+
+class Meta(type):
+    """A metaclass that keeps `type.__repr__`."""
+
+
+class WithMeta(metaclass=Meta):
+    pass
+
+
+class Abstract(abc.ABC):
+    @abc.abstractmethod
+    def run(self) -> None: ...
+
+
+class Color(enum.Enum):
+    """Its metaclass defines `__repr__` (Python code, not run)."""
+
+    RED = 1
+
+
 BUILTINS = [
+    WithMeta,
+    Abstract,
+    Loud,
     None,
     True,
     False,
@@ -205,3 +231,8 @@ def test_modules_generators_and_coroutines_match_repr() -> None:
             assert safe_repr(value, 0) == repr(value)
     finally:
         coro.close()
+
+
+def test_a_class_whose_metaclass_has_its_own_repr_is_shown_as_an_object() -> None:
+    metaclass = type(Color).__name__  # EnumType (EnumMeta before 3.11)
+    assert re.fullmatch(rf"<enum\.{metaclass} object at 0x[0-9a-f]+>", safe_repr(Color, 0))

@@ -18,8 +18,8 @@ use rustc_hash::FxHashMap;
 use crate::names::Names;
 use crate::purity::list_bit;
 use crate::repr::{
-    FloatReprs, ReprOptions, identity_stamp, mix, mix_bytes, repr_fixed_by_identity,
-    scalar_summary, sequence_items, short_repr,
+    FloatReprs, ReprOptions, identity_stamp, is_plain_class, mix, mix_bytes,
+    repr_fixed_by_identity, scalar_summary, sequence_items, short_repr,
 };
 
 /// What a redacted variable's value is recorded as.
@@ -594,14 +594,17 @@ unsafe fn fingerprint_into(value: *mut ffi::PyObject, walk: &mut Walk, depth: us
                 Coverage::Prefix
             }
         } else if repr_fixed_by_identity(value, walk.user_code) {
-            // Neither a container nor a scalar: its stamp is its type (as
-            // `identity_stamp` gives it, without asking twice).
-            let (width, stamp) = if (*t).tp_flags & ffi::Py_TPFLAGS_HEAPTYPE != 0 {
-                // An object of the program's classes: `<m.T object at 0x…>`.
-                (MIN_OBJECT_REPR, t as u64)
-            } else {
-                scalar_summary(value, walk.max_len, walk.floats).unwrap_or((1, t as u64))
-            };
+            // Neither a container nor a scalar: an object of the program's
+            // classes, stamped by its type (as `identity_stamp` does,
+            // without asking twice), or a built-in, by what it shows.
+            let (width, stamp) =
+                if (*t).tp_flags & ffi::Py_TPFLAGS_HEAPTYPE != 0 && !is_plain_class(t) {
+                    // An object of the program's classes: `<m.T object at 0x…>`.
+                    (MIN_OBJECT_REPR, t as u64)
+                } else {
+                    scalar_summary(value, walk.max_len, walk.floats)
+                        .unwrap_or_else(|| (1, identity_stamp(value, walk.max_len)))
+                };
             mix(&mut walk.hash, stamp);
             walk.use_chars(width);
             Coverage::Whole

@@ -133,7 +133,7 @@ unsafe fn put_simple(
     // the prefix cache as in `object_form`.
     unsafe {
         if (*t).tp_flags & ffi::Py_TPFLAGS_HEAPTYPE != 0 {
-            if options.user_code || ffi::PyExceptionInstance_Check(obj) != 0 {
+            if options.user_code || ffi::PyExceptionInstance_Check(obj) != 0 || is_plain_class(t) {
                 return false;
             }
             return object_parts(obj, |prefix, closing| {
@@ -244,6 +244,8 @@ unsafe fn kind_of(obj: *mut ffi::PyObject) -> Kind {
             // built-in type): most objects take this way.
             return if is_plain_exception(obj, t) {
                 Kind::Exception
+            } else if is_plain_class(t) {
+                Kind::CRepr
             } else {
                 Kind::Other
             };
@@ -294,6 +296,22 @@ unsafe fn kind_of(obj: *mut ffi::PyObject) -> Kind {
         } else {
             Kind::Other
         }
+    }
+}
+
+/// The type of a class whose metaclass is one of the program's
+/// (`abc.ABCMeta`, any `class Meta(type)`) but keeps `type.__repr__`: the
+/// class shows as `<class 'm.Name'>`, written by C code, as `repr()` shows
+/// it — not as an object of the metaclass.
+///
+/// # Safety
+/// GIL held, `t` the type of the object in question.
+#[inline]
+pub(crate) unsafe fn is_plain_class(t: *mut ffi::PyTypeObject) -> bool {
+    // SAFETY: reading flags and slots of valid types.
+    unsafe {
+        (*t).tp_flags & ffi::Py_TPFLAGS_TYPE_SUBCLASS != 0
+            && (*t).tp_repr.map(|f| f as usize) == ffi::PyType_Type.tp_repr.map(|f| f as usize)
     }
 }
 
@@ -365,7 +383,11 @@ pub(crate) unsafe fn identity_stamp(obj: *mut ffi::PyObject, max_len: usize) -> 
         if (*t).tp_flags & ffi::Py_TPFLAGS_HEAPTYPE != 0 {
             // An object of the program's classes (`<Type object at 0x…>`):
             // the commonest case, one flag test.
-            return t as u64;
+            return if is_plain_class(t) {
+                shown_stamp(obj, t, max_len)
+            } else {
+                t as u64
+            };
         }
         if t == &raw mut ffi::PyLong_Type {
             return int_stamp(obj);
@@ -419,7 +441,7 @@ unsafe fn shown_stamp(obj: *mut ffi::PyObject, t: *mut ffi::PyTypeObject, max_le
             let descriptor = &*obj.cast::<ffi::PyMethodDescrObject>();
             mix(&mut stamp, descriptor.d_method as u64);
             mix(&mut stamp, descriptor.d_common.d_type as u64);
-        } else if t == &raw mut ffi::PyType_Type {
+        } else if (*t).tp_flags & ffi::Py_TPFLAGS_TYPE_SUBCLASS != 0 {
             let class = obj.cast::<ffi::PyTypeObject>();
             mix(&mut stamp, u64::from((*class).tp_version_tag));
             if !(*class).tp_name.is_null() {
