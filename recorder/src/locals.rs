@@ -207,7 +207,7 @@ impl VarSink<'_> {
     ///
     /// # Safety
     /// GIL held; `value` null or alive for the call.
-    #[inline]
+    #[inline(always)]
     pub(crate) unsafe fn observe(
         &mut self,
         py: Python<'_>,

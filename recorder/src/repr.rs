@@ -380,17 +380,18 @@ pub(crate) unsafe fn identity_stamp(obj: *mut ffi::PyObject, max_len: usize) -> 
     // SAFETY: forwarded.
     unsafe {
         let t = type_of(obj);
-        if (*t).tp_flags & ffi::Py_TPFLAGS_HEAPTYPE != 0 {
-            // An object of the program's classes (`<Type object at 0x…>`):
-            // the commonest case, one flag test.
-            return if is_plain_class(t) {
-                shown_stamp(obj, t, max_len)
-            } else {
-                t as u64
-            };
+        let flags = (*t).tp_flags;
+        if flags & ffi::Py_TPFLAGS_HEAPTYPE != 0 && flags & ffi::Py_TPFLAGS_TYPE_SUBCLASS == 0 {
+            // An object of the program's classes (`<Type object at 0x…>`),
+            // not a class: the commonest case, one flag test.
+            return t as u64;
         }
         if t == &raw mut ffi::PyLong_Type {
             return int_stamp(obj);
+        }
+        if flags & ffi::Py_TPFLAGS_HEAPTYPE != 0 && !is_plain_class(t) {
+            // A class whose metaclass shows it as an object.
+            return t as u64;
         }
         summarize(obj, t, max_len).map_or_else(|| shown_stamp(obj, t, max_len), |(_, stamp)| stamp)
     }
@@ -405,6 +406,7 @@ pub(crate) unsafe fn identity_stamp(obj: *mut ffi::PyObject, max_len: usize) -> 
 ///
 /// # Safety
 /// GIL held, `obj` valid, `t` its type.
+#[inline(never)]
 unsafe fn shown_stamp(obj: *mut ffi::PyObject, t: *mut ffi::PyTypeObject, max_len: usize) -> u64 {
     let mut stamp = t as u64;
     // SAFETY: each object's own fields, of its exact type (3.11–3.13).
