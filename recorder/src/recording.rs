@@ -885,6 +885,24 @@ fn start_flusher(state: Arc<SpinLock<Option<Recording>>>) -> Arc<SpinLock<Option
     state
 }
 
+/// The [`VarSink`] of a recording for event `index`: a macro, not a
+/// method, so that it borrows the recording's fields one by one and the
+/// frame being compared (in `threads`) stays borrowed beside it.
+macro_rules! sink {
+    ($recording:expr, $index:expr, $is_start:expr) => {
+        VarSink {
+            batch: &mut $recording.rows.batch,
+            scratch: &mut $recording.scratch,
+            names: &mut $recording.names,
+            writer: &mut $recording.writer,
+            repr: $recording.options.repr,
+            recent: &mut $recording.recent_values,
+            index: $index,
+            is_start: $is_start,
+        }
+    };
+}
+
 impl Recording {
     /// # Safety
     /// As [`Recorder::dispatch`].
@@ -1616,7 +1634,7 @@ impl Recording {
                 (value_ref, self.type_name(&value))
             }
             // SAFETY: GIL held; `value` is alive for this call.
-            Some(Value::Object(value)) => unsafe { self.sink(0, false).value_ref(py, *value) },
+            Some(Value::Object(value)) => unsafe { sink!(self, 0, false).value_ref(py, *value) },
             Some(Value::Rendered { type_name, text }) => {
                 (self.rows.batch.values.push(text), *type_name)
             }
@@ -1670,16 +1688,7 @@ impl Recording {
             return;
         };
         let only = compared_after(&self.pure_lines, top.code_id, pure_line);
-        let mut sink = VarSink {
-            batch: &mut self.rows.batch,
-            scratch: &mut self.scratch,
-            names: &mut self.names,
-            writer: &mut self.writer,
-            repr: self.options.repr,
-            recent: &mut self.recent_values,
-            index,
-            is_start: at.is_start,
-        };
+        let mut sink = sink!(self, index, at.is_start);
         // SAFETY: forwarded.
         unsafe { top.diff_vars(py, layout, at.frame, &mut sink, &self.code_slots, only) };
     }
@@ -1805,7 +1814,7 @@ impl Recording {
         // (see `purity.rs`), not at a yield.
         let pure_line = top.pure_line.take().filter(|_| kind == EventKind::Return);
         // SAFETY: GIL held; `value` is alive for the call.
-        let (arg, arg_type) = unsafe { self.sink(0, false).value_ref(py, value) };
+        let (arg, arg_type) = unsafe { sink!(self, 0, false).value_ref(py, value) };
         // SAFETY: forwarded.
         let ts = unsafe { self.top_event(py, layout, slot, kind, (arg, arg_type), pure_line) };
         match self.threads.states[slot].stack.pop() {
@@ -1888,37 +1897,13 @@ impl Recording {
         });
         self.seq += 1;
         if self.options.vars {
-            let mut sink = VarSink {
-                batch: &mut self.rows.batch,
-                scratch: &mut self.scratch,
-                names: &mut self.names,
-                writer: &mut self.writer,
-                repr: self.options.repr,
-                recent: &mut self.recent_values,
-                index,
-                is_start: kind == EventKind::Call,
-            };
+            let mut sink = sink!(self, index, kind == EventKind::Call);
             let only = compared_after(&self.pure_lines, top.code_id, pure_line);
             let frame = top.frame as InterpreterFrame;
             // SAFETY: forwarded.
             unsafe { top.diff_vars(py, layout, frame, &mut sink, &self.code_slots, only) };
         }
         ts
-    }
-
-    /// What records variable changes (and event arguments) into the batch,
-    /// for event `index`.
-    fn sink(&mut self, index: u32, is_start: bool) -> VarSink<'_> {
-        VarSink {
-            batch: &mut self.rows.batch,
-            scratch: &mut self.scratch,
-            names: &mut self.names,
-            writer: &mut self.writer,
-            repr: self.options.repr,
-            recent: &mut self.recent_values,
-            index,
-            is_start,
-        }
     }
 
     /// Hands the batch to the writer when it is full or 100 ms old. The GIL
