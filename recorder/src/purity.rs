@@ -390,7 +390,8 @@ impl Run<'_> {
 
     /// Runs one instruction.
     fn step(&mut self, op: Op, oparg: u32, slot: impl Fn(u32) -> Option<u16>, plain_const: bool) {
-        let facts_slot = |run: &mut Self, n: u32| {
+        // Local slot `n`; one past the code's locals makes the line impure.
+        let local = |run: &mut Self, n: u32| {
             let found = slot(n);
             if found.is_none() {
                 run.facts.impure = true;
@@ -401,19 +402,19 @@ impl Run<'_> {
             Op::Impure => self.facts.impure = true,
             Op::Nop | Op::Extend => {}
             Op::Load => {
-                let s = facts_slot(self, oparg);
+                let s = local(self, oparg);
                 let value = self.facts.load(s);
                 self.push(value);
             }
             Op::LoadLoad => {
                 for n in [oparg >> 4, oparg & 15] {
-                    let s = facts_slot(self, n);
+                    let s = local(self, n);
                     let value = self.facts.load(s);
                     self.push(value);
                 }
             }
             Op::Store | Op::Delete => {
-                let s = facts_slot(self, oparg);
+                let s = local(self, oparg);
                 if op == Op::Store {
                     self.pop();
                 }
@@ -421,16 +422,16 @@ impl Run<'_> {
             }
             Op::StoreStore => {
                 for n in [oparg >> 4, oparg & 15] {
-                    let s = facts_slot(self, n);
+                    let s = local(self, n);
                     self.pop();
                     self.facts.store(s);
                 }
             }
             Op::StoreLoad => {
-                let s = facts_slot(self, oparg >> 4);
+                let s = local(self, oparg >> 4);
                 self.pop();
                 self.facts.store(s);
-                let s = facts_slot(self, oparg & 15);
+                let s = local(self, oparg & 15);
                 let value = self.facts.load(s);
                 self.push(value);
             }
