@@ -19,8 +19,10 @@
 //! collector), a jump into the middle of the line, a jump that leaves
 //! values on the stack, or an operation on a value the line did not load
 //! itself makes a line impure; so does any instruction without a line
-//! (CPython runs them between line events) that is not a no-op: a code
-//! object with one has no pure line at all.
+//! (CPython runs them between line events) that is not a no-op and can be
+//! reached without an exception: a code object with one has no pure line
+//! at all. (Cleanup code reached only through an exception handler runs
+//! after a `raise` event, which compares every local.)
 //!
 //! Whether a pure line's locals are what it needs is checked when its
 //! `line` event comes (and the old values of the locals it stores must be
