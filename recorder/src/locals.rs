@@ -187,11 +187,27 @@ impl VarSink<'_> {
         if let Some(found) = stamp.and_then(|stamp| self.recent.get(value as usize, stamp)) {
             return found;
         }
-        self.scratch.clear();
+        let mut text = std::mem::take(self.scratch);
+        text.clear();
         // SAFETY: forwarded.
-        unsafe { short_repr(value, self.repr, self.scratch) };
-        let value_ref = self.batch.values.push(self.scratch);
-        // SAFETY: GIL held; borrowed value.
+        unsafe { short_repr(value, self.repr, &mut text) };
+        let found = self.push_value(py, value, &text, stamp);
+        *self.scratch = text;
+        found
+    }
+
+    /// Pushes `text`, the repr of `value`, into the batch: its value ref
+    /// and type name, remembered in [`RecentValues`] when `stamp` says the
+    /// repr is fixed by identity.
+    fn push_value(
+        &mut self,
+        py: Python<'_>,
+        value: *mut ffi::PyObject,
+        text: &str,
+        stamp: Option<u64>,
+    ) -> (u32, u32) {
+        let value_ref = self.batch.values.push(text);
+        // SAFETY: GIL held; `value` borrowed for the event.
         let bound = unsafe { Bound::from_borrowed_ptr(py, value) };
         let type_name = self.names.type_of(self.writer, &bound);
         if let Some(stamp) = stamp {
@@ -339,16 +355,7 @@ impl VarSink<'_> {
         std::mem::swap(&mut previous.repr, self.scratch);
         let (value_ref, type_name) = match recent {
             Some(found) => found,
-            None => {
-                let value_ref = self.batch.values.push(&previous.repr);
-                // SAFETY: GIL held; borrowed value.
-                let bound = unsafe { Bound::from_borrowed_ptr(py, value) };
-                let type_name = self.names.type_of(self.writer, &bound);
-                if !mutable {
-                    self.recent.put(value as usize, stamp, value_ref, type_name);
-                }
-                (value_ref, type_name)
-            }
+            None => self.push_value(py, value, &previous.repr, (!mutable).then_some(stamp)),
         };
         self.batch.push_var(&VarRecord {
             event: self.index,
