@@ -38,14 +38,35 @@ def test_jump_targets_are_those_dis_finds(module: str) -> None:
         assert set(_native.describe(code)["labels"]) == expected, code.co_name
 
 
-def lines_of(function: Any) -> dict[int, dict[str, list[str]]]:
-    """Pure lines by offset from the `def`, with local names for slots."""
+PARTS = ("indexable", "plain", "stores", "mutates")
+
+
+def entries_of(function: Any) -> dict[int, list[dict[str, Any]]]:
+    """Pure entries of each line by offset from the `def`, with local names
+    for slots: what each needs of the locals and of the stack."""
     code = function.__code__
     names = [*code.co_varnames, *code.co_cellvars, *code.co_freevars]
     first = code.co_firstlineno
     return {
-        line - first: {part: sorted(names[s] for s in slots) for part, slots in facts.items()}
-        for line, facts in _native.describe(code)["lines"].items()
+        line - first: [
+            {part: sorted(names[s] for s in entry[part]) for part in PARTS}
+            | {
+                "stack": sorted(entry["stack"]),
+                "interrupts": entry["interrupts"],
+                "at": entry["entry"],
+            }
+            for entry in entries
+        ]
+        for line, entries in _native.describe(code)["lines"].items()
+    }
+
+
+def lines_of(function: Any) -> dict[int, dict[str, list[str]]]:
+    """Lines with one place their events come from, and what they need."""
+    return {
+        line: {part: entries[0][part] for part in PARTS}
+        for line, entries in entries_of(function).items()
+        if len(entries) == 1 and entries[0]["at"] is None and not entries[0]["stack"]
     }
 
 
@@ -92,28 +113,82 @@ def test_which_lines_are_pure_and_what_they_need() -> None:
     assert lines[6] == facts(stores=("y",))
     assert lines[7] == facts(plain=("items", "v"), mutates=("v",))
     assert lines[8] == facts()
-    # A call, an attribute, a conditional expression (a jump into the line).
-    assert not {9, 10, 11} & set(lines)
+    # A call, an attribute.
+    assert not {9, 10} & set(lines)
+    # A conditional expression: two paths through the line.
+    assert lines[11] == facts(plain=("b",), stores=("w",))
     assert lines[12] == facts(plain=("a", "x"), stores=("s",))
     assert lines[13] == facts()  # a tuple of any values, returned
 
 
-def loops(items):
+def loops(items, pairs):
     total = 0
     for item in items:
         total += item
     while total > 10:
         total -= 3
+    for k, ((a, b), c) in enumerate(pairs):
+        total += a * b + c * k
     return total
 
 
-def test_lines_with_backward_jumps_are_impure() -> None:
-    lines = lines_of(loops)
-    # `for` and `while` lines jump back (where CPython runs other threads,
-    # signal handlers and the garbage collector), and so does the last line
-    # of the `for` body; `while` tests its condition again on its own line.
-    assert {1, 5, 6} <= set(lines)
-    assert not {2, 3, 4} & set(lines)
+def test_loop_lines_are_pure_where_their_events_come_from() -> None:
+    entries = entries_of(loops)
+    # The `for` line: pure where each iteration's event is (at FOR_ITER),
+    # given a list, tuple or range iterator on the stack; not where the
+    # loop starts (`iter()` may run code).
+    [next_item] = entries[2]
+    assert next_item["at"] is not None
+    assert next_item["stack"] == ["Stack(0) Iterator"]
+    assert next_item["stores"] == ["item"]
+    # The body's last line jumps back, where CPython may run other threads.
+    [body] = entries[3]
+    assert body["interrupts"] and body["mutates"] == body["stores"] == ["total"]
+    # `while` tests its condition on entry and again after its body.
+    assert entries[4] and all(entry["plain"] == ["total"] for entry in entries[4])
+    assert any(entry["interrupts"] for entry in entries[4] + entries[5])
+    # Unpacking the item: each level must be a list, a tuple or a scalar.
+    [unpacking] = entries[6]
+    assert unpacking["stack"] == [
+        "Next(0) Unpackable(0)",
+        "Next(0) Unpackable(1)",
+        "Next(0) Unpackable(2)",
+        "Stack(0) Iterator",
+    ]
+    assert unpacking["stores"] == ["a", "b", "c", "k"]
+
+
+def generator_loop(n):
+    total = 0
+    for x in (i for i in range(n)):
+        total += x
+    return total
+
+
+def breaking(items):
+    for item in items:
+        if item:
+            break
+    return items
+
+
+def test_loops_that_may_run_code_are_impure() -> None:
+    # Any iterator but a list, tuple, range or enumerate iterator is
+    # refused when the line starts (its `__next__` may run code): the
+    # analysis allows it; the check at the event does not.
+    assert entries_of(generator_loop)[2][0]["stack"] == ["Stack(0) Iterator"]
+    # `break` pops the iterator: releasing it may free its list.
+    assert 3 not in entries_of(breaking)
+
+
+def test_an_iterator_checked_at_the_event() -> None:
+    pure = _native.describe(loops.__code__)["lines"]
+    first = loops.__code__.co_firstlineno
+    assert pure[first + 2][0]["entry"] in {
+        instruction.offset
+        for instruction in dis.get_instructions(loops)
+        if instruction.opname == "FOR_ITER"
+    }
 
 
 def comprehension(items):

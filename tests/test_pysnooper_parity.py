@@ -106,6 +106,7 @@ def chronolog_changes(program: Path, tmp_path: Path) -> list[tuple[str, str, str
         "cut_values",
         "pure_lines",
         "pure_lists",
+        "pure_loops",
         # asyncio_app: left out only for time (PySnooper traces all of
         # asyncio itself: 30 s per run).
     ],

@@ -22,6 +22,13 @@
 //! clear message instead of read as garbage. Slot order is `co_varnames`,
 //! then the cell variables that are not arguments, then `co_freevars`; a
 //! cell slot holds a cell whose contents are the variable's value.
+//!
+//! The pure-line analysis (`purity.rs`) also reads, at a `line` event, the
+//! instruction the frame is at (`prev_instr`, 3.13 `instr_ptr`, at 56: a
+//! pointer into the code object's bytecode, which starts at an offset
+//! found by [`Layout::detect`]) and the values on its stack (`stacktop` at
+//! 64: the stack's end, counted in slots from `localsplus`). CPython saves
+//! both before it reports a line, on every supported version.
 
 use pyo3::ffi;
 
@@ -35,6 +42,10 @@ pub(crate) type InterpreterFrame = *const u8;
 const OWNER_OFFSET: usize = 70;
 #[cfg(Py_3_12)]
 const FRAME_OWNED_BY_CSTACK: u8 = 3;
+/// `_PyInterpreterFrame.prev_instr` (3.13: `instr_ptr`) on 3.11–3.13.
+const INSTRUCTION_OFFSET: usize = 56;
+/// `_PyInterpreterFrame.stacktop` on 3.11–3.13.
+const STACKTOP_OFFSET: usize = 64;
 /// `PyFrameObject.f_frame` on 3.11–3.13.
 const FRAME_OBJECT_INTERPRETER_FRAME: usize = 24;
 /// `PyFrameObject.f_trace_lines` on 3.11.
@@ -61,6 +72,8 @@ pub(crate) struct Layout {
     locals: usize,
     localsplus: usize,
     current: CurrentFrame,
+    /// Where a code object's bytecode (`co_code_adaptive`) starts in it.
+    bytecode: usize,
 }
 
 /// How to read one local slot.
@@ -88,6 +101,7 @@ impl Layout {
                     locals: 24,
                     localsplus: 72,
                     current: CurrentFrame::FromHook,
+                    bytecode: 0,
                 },
                 (3, 12) | (3, 13) => Layout {
                     code: 0,
@@ -100,6 +114,7 @@ impl Layout {
                     } else {
                         CurrentFrame::Direct(72)
                     },
+                    bytecode: 0,
                 },
                 (major, minor) => return Err(format!("CPython {major}.{minor} is not supported")),
             };
@@ -107,10 +122,21 @@ impl Layout {
             if frame.is_null() {
                 return Err("no Python frame to check the frame layout against".into());
             }
+            let mut layout = layout;
             let interpreter = interpreter_frame(frame);
             let code = ffi::PyFrame_GetCode(frame);
+            // The frame's instruction pointer, less its offset in the
+            // bytecode, less the code object's address: where the bytecode
+            // starts, a few hundred bytes in (a multiple of 8).
+            if !interpreter.is_null() {
+                let at = *interpreter.add(INSTRUCTION_OFFSET).cast::<usize>();
+                let lasti = usize::try_from(ffi::PyFrame_GetLasti(frame)).unwrap_or(usize::MAX);
+                layout.bytecode = at.wrapping_sub(code as usize).wrapping_sub(lasti);
+            }
             let globals = ffi::PyFrame_GetGlobals(frame);
             let matches = !interpreter.is_null()
+                && (64..=1024).contains(&layout.bytecode)
+                && layout.bytecode % 8 == 0
                 && layout.code(interpreter) == code.cast()
                 && layout.globals(interpreter) == globals
                 && match layout.current {
@@ -228,6 +254,54 @@ impl Layout {
     pub(crate) unsafe fn locals(&self, frame: InterpreterFrame) -> *mut ffi::PyObject {
         // SAFETY: checked offset.
         unsafe { *frame.add(self.locals).cast::<*mut ffi::PyObject>() }
+    }
+
+    /// The offset in `code`'s bytecode (as `dis` counts, in bytes) of the
+    /// instruction `frame` is at: at a `line` event, the line's first.
+    ///
+    /// # Safety
+    /// GIL held; `frame` live and running `code`.
+    #[inline]
+    pub(crate) unsafe fn instruction(
+        &self,
+        frame: InterpreterFrame,
+        code: *mut ffi::PyObject,
+    ) -> usize {
+        // SAFETY: checked offset.
+        let at = unsafe { *frame.add(INSTRUCTION_OFFSET).cast::<usize>() };
+        at.wrapping_sub(code as usize + self.bytecode)
+    }
+
+    /// The value `down` places below the top of `frame`'s stack (borrowed;
+    /// it may be null), given the code's number of local slots and its
+    /// stack's size; null when the stack is not that deep.
+    ///
+    /// # Safety
+    /// GIL held; `frame` live, at a `line` event (where CPython has saved
+    /// its stack's end), running a code object of that many slots.
+    #[inline]
+    pub(crate) unsafe fn stack_value(
+        &self,
+        frame: InterpreterFrame,
+        slots: usize,
+        stack_size: usize,
+        down: usize,
+    ) -> *mut ffi::PyObject {
+        // SAFETY: checked offsets; the index is checked against the
+        // frame's extent before it is read.
+        unsafe {
+            let end = *frame.add(STACKTOP_OFFSET).cast::<i32>();
+            let Ok(end) = usize::try_from(end) else {
+                return std::ptr::null_mut();
+            };
+            if end > slots + stack_size || end < slots + down + 1 {
+                return std::ptr::null_mut();
+            }
+            *frame
+                .add(self.localsplus)
+                .cast::<*mut ffi::PyObject>()
+                .add(end - 1 - down)
+        }
     }
 
     /// The value in local slot `index` (borrowed), or null when the

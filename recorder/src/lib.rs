@@ -38,6 +38,7 @@ use pyo3::prelude::*;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     repr::check_range_layout(py)?;
+    purity::check_iterator_layout(py)?;
     m.add("TraceError", py.get_type::<error::TraceError>())?;
     m.add("QueryError", py.get_type::<error::QueryError>())?;
     m.add(

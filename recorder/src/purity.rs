@@ -14,15 +14,27 @@
 //! of those — on which these instructions run no Python code), subscripts
 //! it (an exact list, tuple or str: `x = items[i]` moves an item), or
 //! changes it in place (`v[0] = x`, `v[i:j] = w`, `del v[i]`, `v += w`: a
-//! plain list). A call, an attribute, a global, a backward jump (where
-//! CPython runs signal handlers, other threads and the garbage
-//! collector), a jump into the middle of the line, a jump that leaves
-//! values on the stack, or an operation on a value the line did not load
-//! itself makes a line impure; so does any instruction without a line
-//! (CPython runs them between line events) that is not a no-op and can be
-//! reached without an exception: a code object with one has no pure line
-//! at all. (Cleanup code reached only through an exception handler runs
-//! after a `raise` event, which compares every local.)
+//! plain list). A call, an attribute, a global, or an operation on a value
+//! the line did not load itself makes a line impure; so does any
+//! instruction without a line (CPython runs them between line events) that
+//! is not a no-op and can be reached without an exception: a code object
+//! with one has no pure line at all. (Cleanup code reached only through an
+//! exception handler runs after a `raise` event, which compares every
+//! local.)
+//!
+//! A line is analysed from each place its events come from — where
+//! execution enters it from another line, falling through or jumping —
+//! following every path through it (forward jumps within the line); a
+//! line with several such *entries* is told apart at its event by the
+//! frame's instruction. Values on the stack at the event may be moved or
+//! unpacked, as checked then: a `for` line's entry at `FOR_ITER` needs a
+//! list, tuple or range iterator (or an `enumerate` of one) that calls
+//! nothing and frees nothing when exhausted, and each level of its target's
+//! unpacking a list, tuple or scalar in the item it gives next. A jump back
+//! to another line (each loop's end) is where CPython may run other
+//! threads: such a line is pure only while the interpreter has one thread.
+//! A jump back into the line itself makes it impure (3.11 reports one as a
+//! new event, 3.12 does not).
 //!
 //! Whether a pure line's locals are what it needs is checked when its
 //! `line` event comes (and the old values of the locals it stores must be
@@ -30,8 +42,9 @@
 //! finalizer). The frame's next event — its next line or its return, not
 //! an exception — then compares the locals the line stores and the lists
 //! it changes, plus any other local whose last comparison walked through
-//! one of those lists (see `locals.rs`: each shadow keeps a small bit set
-//! of the lists its value's visible part goes through). Every other event
+//! one of those lists, in slot order (see `locals.rs`: each shadow keeps a
+//! small bit set of the lists its value's visible part goes through).
+//! Every other event
 //! compares them all, and so does the next event after a garbage
 //! collection ran during the line (the allocation of a list by a slice can
 //! start one on 3.11, and int formatting can run a pending one).
@@ -39,8 +52,8 @@
 //! What this cannot see: a local written from outside the frame while a
 //! pure line runs — by a debugger's hook at that line's event (`pdb`'s
 //! `!x = 1`), or by a Python signal handler CPython runs from inside
-//! long-int arithmetic or int formatting — which is seen at the frame's
-//! next impure line instead.
+//! long-int arithmetic or int formatting, or at a loop's backward jump —
+//! which is seen at the frame's next impure line instead.
 
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -100,12 +113,15 @@ enum Op {
     JumpIf,
     /// A conditional jump on a value being `None`.
     JumpIfNone,
-    /// `JUMP_FORWARD`.
+    /// `JUMP_FORWARD`, `JUMP_BACKWARD`.
     Jump,
     /// `RETURN_VALUE`.
     Return,
     /// `RETURN_CONST`.
     ReturnConst,
+    /// `FOR_ITER`: the next item of the iterator on top, or (exhausted)
+    /// a jump with the iterator popped.
+    ForIter,
 }
 
 /// The instructions a pure line may hold, by name (3.11–3.13; a name the
@@ -157,6 +173,12 @@ const OPS: &[(&str, Op)] = &[
     ("POP_JUMP_FORWARD_IF_NONE", Op::JumpIfNone),
     ("POP_JUMP_FORWARD_IF_NOT_NONE", Op::JumpIfNone),
     ("JUMP_FORWARD", Op::Jump),
+    ("JUMP_BACKWARD", Op::Jump),
+    ("POP_JUMP_BACKWARD_IF_FALSE", Op::JumpIf),
+    ("POP_JUMP_BACKWARD_IF_TRUE", Op::JumpIf),
+    ("POP_JUMP_BACKWARD_IF_NONE", Op::JumpIfNone),
+    ("POP_JUMP_BACKWARD_IF_NOT_NONE", Op::JumpIfNone),
+    ("FOR_ITER", Op::ForIter),
     ("RETURN_VALUE", Op::Return),
     ("RETURN_CONST", Op::ReturnConst),
 ];
@@ -190,6 +212,9 @@ pub(crate) struct Opcodes {
     /// The instruction never falls through to the next (a return, a
     /// raise, an unconditional jump).
     ends: [bool; 256],
+    /// Instructions an exhausted `FOR_ITER` skips at its target: none
+    /// (3.11), `END_FOR` (3.12), `END_FOR` and `POP_TOP` (3.13).
+    for_exit_skip: usize,
 }
 
 /// Instructions that never fall through to the next (names of 3.11–3.13).
@@ -214,6 +239,11 @@ impl Opcodes {
             caches: [0; 256],
             jumps: [Jump::Not; 256],
             ends: [false; 256],
+            for_exit_skip: match py.version_info() {
+                v if v >= (3, 13) => 2,
+                v if v >= (3, 12) => 1,
+                _ => 0,
+            },
         };
         for name in ENDS {
             if let Ok(number) = opmap.get_item(name).and_then(|n| n.extract::<u8>()) {
@@ -267,7 +297,37 @@ enum Need {
     Plain,
 }
 
-/// A value on the abstract stack of one run of a line.
+/// Where a value a line finds on the stack at its event comes from: the
+/// value `k` places below the top, or the next item of the iterator `k`
+/// places below the top (a `for` line's target).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Root {
+    Stack(u8),
+    Next(u8),
+}
+
+/// What a line needs of a value on the stack at its event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StackNeed {
+    /// A list, tuple or range iterator whose exhaustion frees nothing:
+    /// `FOR_ITER` runs no code.
+    Iterator,
+    /// Each value this many unpackings inside it is a list, a tuple or a
+    /// scalar: unpacking it runs no code (or raises).
+    Unpackable(u8),
+}
+
+/// A need of a line on a value on the stack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct StackCheck {
+    root: Root,
+    need: StackNeed,
+}
+
+/// The deepest unpacking of a value from the stack a pure line may do.
+const MAX_UNPACK_DEPTH: u8 = 4;
+
+/// A value on the abstract stack of one path through a line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Val {
     /// Local `n` as the line found it.
@@ -281,18 +341,24 @@ enum Val {
     /// A value that may only be moved: a constant that is not plain (a
     /// code object, a frozenset), a tuple or list the line built.
     Opaque,
-    /// Pushed before the run started: of any kind.
-    Outer,
+    /// A value on the stack at the line's event (of any kind, as checked
+    /// when the line starts), or an item `depth` unpackings inside it:
+    /// it may be moved or unpacked.
+    Found { root: Root, depth: u8 },
 }
 
-/// What the runs of one line do with the frame's locals, found by running
-/// their instructions on an abstract stack.
+/// What the paths through one line from one of its events do with the
+/// frame's locals, found by running their instructions on an abstract
+/// stack.
 #[derive(Debug, Default)]
 struct LineFacts {
     impure: bool,
     needs: Vec<(u16, Need)>,
     stores: Vec<u16>,
     mutates: Vec<u16>,
+    checks: Vec<StackCheck>,
+    /// A path jumps backward: CPython may run other threads there.
+    interrupts: bool,
 }
 
 impl LineFacts {
@@ -303,19 +369,26 @@ impl LineFacts {
         }
     }
 
+    fn check(&mut self, root: Root, need: StackNeed) {
+        let check = StackCheck { root, need };
+        if !self.checks.contains(&check) {
+            self.checks.push(check);
+        }
+    }
+
     /// `value` is operated on: it must be plain.
     fn operand(&mut self, value: Val) {
         match value {
             Val::Local(slot) | Val::Item(slot) => self.need(slot, Need::Plain),
             Val::Plain | Val::Slice => {}
-            Val::Opaque | Val::Outer => self.impure = true,
+            Val::Opaque | Val::Found { .. } => self.impure = true,
         }
     }
 
     /// `value` is popped and released (not its last reference, unless the
     /// line made it).
     fn dropped(&mut self, value: Val) {
-        if value == Val::Outer {
+        if matches!(value, Val::Found { .. }) {
             self.impure = true;
         }
     }
@@ -323,6 +396,28 @@ impl LineFacts {
     /// `value` is subscripted; what the subscript gives.
     fn subscripted(&mut self, value: Val) -> Val {
         match value {
+            Val::Local(slot) => {
+                self.need(slot, Need::Indexable);
+                Val::Item(slot)
+            }
+            other => {
+                self.operand(other);
+                Val::Plain
+            }
+        }
+    }
+
+    /// `value` is unpacked; what its items are.
+    fn unpacked(&mut self, value: Val) -> Val {
+        match value {
+            Val::Found { root, depth } if depth < MAX_UNPACK_DEPTH => {
+                self.check(root, StackNeed::Unpackable(depth));
+                Val::Found {
+                    root,
+                    depth: depth + 1,
+                }
+            }
+            // A list or tuple of any items, or a scalar (which raises).
             Val::Local(slot) => {
                 self.need(slot, Need::Indexable);
                 Val::Item(slot)
@@ -347,7 +442,7 @@ impl LineFacts {
             Val::Plain | Val::Slice => {}
             // An item of a plain list is a scalar: changing it raises.
             Val::Item(slot) => self.need(slot, Need::Plain),
-            Val::Opaque | Val::Outer => self.impure = true,
+            Val::Opaque | Val::Found { .. } => self.impure = true,
         }
     }
 
@@ -367,30 +462,39 @@ impl LineFacts {
     }
 }
 
-/// One run of a line: consecutive instructions with its number.
+/// One path through a line: its abstract stack, above `below` values it
+/// popped from the stack the line's event found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Path {
+    index: usize,
+    stack: Vec<Val>,
+    below: u8,
+}
+
+/// A path being run.
 struct Run<'a> {
     facts: &'a mut LineFacts,
     stack: Vec<Val>,
+    below: u8,
 }
 
 impl Run<'_> {
     fn pop(&mut self) -> Val {
-        self.stack.pop().unwrap_or(Val::Outer)
+        self.stack.pop().unwrap_or_else(|| {
+            let found = Val::Found {
+                root: Root::Stack(self.below),
+                depth: 0,
+            };
+            self.below = self.below.saturating_add(1);
+            found
+        })
     }
 
     fn push(&mut self, value: Val) {
         self.stack.push(value);
     }
 
-    /// A jump: the values left on the stack would reach another place of
-    /// the code, which this analysis does not follow.
-    fn jump(&mut self) {
-        if !self.stack.is_empty() {
-            self.facts.impure = true;
-        }
-    }
-
-    /// Runs one instruction.
+    /// Runs one instruction (jumps are followed by the caller).
     fn step(&mut self, op: Op, oparg: u32, slot: impl Fn(u32) -> Option<u16>, plain_const: bool) {
         // Local slot `n`; one past the code's locals makes the line impure.
         let local = |run: &mut Self, n: u32| {
@@ -401,8 +505,8 @@ impl Run<'_> {
             found.unwrap_or(0)
         };
         match op {
-            Op::Impure => self.facts.impure = true,
-            Op::Nop | Op::Extend => {}
+            Op::Impure | Op::ForIter => self.facts.impure = true,
+            Op::Nop | Op::Extend | Op::Jump | Op::ReturnConst => {}
             Op::Load => {
                 let s = local(self, oparg);
                 let value = self.facts.load(s);
@@ -444,9 +548,24 @@ impl Run<'_> {
             }
             Op::Copy => {
                 let n = oparg as usize;
-                let value = match self.stack.len().checked_sub(n) {
-                    Some(i) if n > 0 => self.stack[i],
-                    _ => Val::Outer,
+                let len = self.stack.len();
+                let value = if n == 0 {
+                    self.facts.impure = true;
+                    Val::Opaque
+                } else if n <= len {
+                    self.stack[len - n]
+                } else {
+                    // From the stack the event found.
+                    match u8::try_from(n - len - 1 + usize::from(self.below)) {
+                        Ok(k) => Val::Found {
+                            root: Root::Stack(k),
+                            depth: 0,
+                        },
+                        Err(_) => {
+                            self.facts.impure = true;
+                            Val::Opaque
+                        }
+                    }
                 };
                 self.push(value);
             }
@@ -534,9 +653,9 @@ impl Run<'_> {
             }
             Op::Unpack => {
                 let value = self.pop();
-                self.facts.operand(value);
+                let item = self.facts.unpacked(value);
                 for _ in 0..oparg {
-                    self.push(Val::Plain);
+                    self.push(item);
                 }
             }
             Op::Identity => {
@@ -549,46 +668,221 @@ impl Run<'_> {
             Op::JumpIf => {
                 let value = self.pop();
                 self.facts.operand(value);
-                self.jump();
             }
             Op::JumpIfNone => {
                 let value = self.pop();
                 self.facts.dropped(value);
-                self.jump();
             }
-            Op::Jump => self.jump(),
             Op::Return => {
                 self.pop();
             }
-            Op::ReturnConst => {}
         }
     }
 }
 
 /// The pure lines of one code object, with what each needs of the locals
-/// it reads, and which it stores and changes.
+/// it reads and of the values on the stack, and which locals it stores and
+/// changes.
 #[derive(Debug, Default)]
 pub(crate) struct PureLines {
     /// The first line in `by_line`.
     first: u32,
-    /// By line − `first`: 0, or 1 + the line's index in `spans`.
+    /// By line − `first`: 0, or 1 + the index in `spans` of the line's
+    /// first pure entry.
     by_line: Box<[u32]>,
     spans: Box<[Span]>,
     slots: Box<[u16]>,
+    checks: Box<[StackCheck]>,
+    /// The code's local slots and stack size: where its stack is.
+    local_slots: usize,
+    stack_size: usize,
 }
 
-/// Where a pure line's slots are in [`PureLines::slots`]: from `start`,
-/// its `indexable`, `plain`, `stores` and `mutates` slots one after the
-/// other, part `k` ending at `start + ends[k]`.
+/// One pure entry of a line: where its slots are in [`PureLines::slots`]
+/// — from `start`, its `indexable`, `plain`, `stores` and `mutates` slots
+/// and then all it stores or changes in slot order (what its next event
+/// compares), one after the other, part `k` ending at `start + ends[k]` —
+/// and its stack checks in [`PureLines::checks`].
 #[derive(Clone, Copy, Debug)]
 struct Span {
     start: u32,
-    ends: [u16; 4],
+    ends: [u16; 5],
+    checks_start: u32,
+    checks_len: u16,
+    /// The instruction whose event starts it ([`ANY_ENTRY`]: the line has
+    /// one place its events come from).
+    entry: u32,
+    /// The last entry of its line.
+    last: bool,
+    interrupts: bool,
 }
+
+/// [`Span::entry`] of the only entry of a line.
+const ANY_ENTRY: u32 = u32::MAX;
 
 /// One pure line (an index into its [`PureLines`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct PureLine(u32);
+
+/// The most instructions the paths through one entry of a line may run
+/// on the abstract stack (conditions multiply paths).
+const MAX_STEPS: usize = 2048;
+
+/// The code object's instructions and lines, as the analysis walks them.
+struct Code<'a> {
+    opcodes: &'a Opcodes,
+    /// Offset, opcode, argument and the offset after its caches.
+    all: Vec<(usize, u8, u32, usize)>,
+    /// By code unit: the instruction's index in `all`.
+    index_at: Vec<Option<usize>>,
+    /// By code unit: its line.
+    line_of: Vec<Option<u32>>,
+    /// Instructions `FOR_ITER` skips when its iterator is exhausted: the
+    /// `END_FOR` at its target (3.12), and the `POP_TOP` after (3.13).
+    for_exit_skip: usize,
+}
+
+impl Code<'_> {
+    fn line(&self, offset: usize) -> Option<u32> {
+        self.line_of.get(offset / 2).copied().flatten()
+    }
+
+    fn index(&self, offset: usize) -> Option<usize> {
+        self.index_at.get(offset / 2).copied().flatten()
+    }
+
+    /// Where an exhausted `FOR_ITER` whose target is `target` goes on.
+    fn for_exit(&self, target: usize) -> Option<usize> {
+        let index = self.index(target)?;
+        self.all.get(index + self.for_exit_skip).map(|i| i.0)
+    }
+
+    /// The facts of the paths from the event at instruction `entry` of
+    /// `line` until they leave it; `impure` set when one is not pure.
+    fn run_entry(
+        &self,
+        entry: usize,
+        line: u32,
+        slot: impl Fn(u32) -> Option<u16> + Copy,
+        plain_const: impl Fn(u32) -> bool,
+    ) -> LineFacts {
+        let mut facts = LineFacts::default();
+        let mut pending = vec![Path {
+            index: entry,
+            stack: Vec::new(),
+            below: 0,
+        }];
+        let mut seen: Vec<Path> = Vec::new();
+        let mut steps = 0;
+        while let Some(path) = pending.pop() {
+            if seen.contains(&path) {
+                continue;
+            }
+            seen.push(path.clone());
+            let mut run = Run {
+                facts: &mut facts,
+                stack: path.stack,
+                below: path.below,
+            };
+            let mut index = path.index;
+            while let Some(&(at, opcode, oparg, after)) = self.all.get(index) {
+                steps += 1;
+                if steps > MAX_STEPS || run.below > 64 {
+                    run.facts.impure = true;
+                }
+                if run.facts.impure {
+                    return facts;
+                }
+                match self.line(at) {
+                    Some(l) if l == line => {}
+                    // Line-less: a no-op (see `of`).
+                    None => {
+                        index += 1;
+                        continue;
+                    }
+                    // Falls into the next line, which starts with an event.
+                    Some(_) => break,
+                }
+                let op = self.opcodes.ops[usize::from(opcode)];
+                let target = self.opcodes.target(opcode, oparg as usize, after);
+                if op == Op::ForIter {
+                    // Only where the event is: the iterator is checked then.
+                    if index != entry || !run.stack.is_empty() {
+                        run.facts.impure = true;
+                        continue;
+                    }
+                    run.facts.check(Root::Stack(0), StackNeed::Iterator);
+                    // Exhausted: the iterator is popped and released.
+                    match target.and_then(|t| self.for_exit(t)) {
+                        Some(exit) => self.follow(
+                            &mut run,
+                            at,
+                            exit,
+                            line,
+                            &mut pending,
+                            Path {
+                                index: 0,
+                                stack: Vec::new(),
+                                below: 1,
+                            },
+                        ),
+                        None => run.facts.impure = true,
+                    }
+                    run.push(Val::Found {
+                        root: Root::Next(0),
+                        depth: 0,
+                    });
+                    index += 1;
+                    continue;
+                }
+                run.step(op, oparg, slot, op == Op::Const && plain_const(oparg));
+                if let Some(target) = target {
+                    let path = Path {
+                        index: 0,
+                        stack: run.stack.clone(),
+                        below: run.below,
+                    };
+                    self.follow(&mut run, at, target, line, &mut pending, path);
+                }
+                if self.opcodes.ends[usize::from(opcode)] {
+                    break;
+                }
+                index += 1;
+            }
+        }
+        facts
+    }
+
+    /// A jump from `at` (in `line`) to `target` with the stack of `path`:
+    /// within the line, forward, one more path; to another line, whose
+    /// event compares what this one did, with nothing left on the stack.
+    fn follow(
+        &self,
+        run: &mut Run<'_>,
+        at: usize,
+        target: usize,
+        line: u32,
+        pending: &mut Vec<Path>,
+        mut path: Path,
+    ) {
+        match (self.line(target), self.index(target)) {
+            (Some(l), Some(index)) if l == line && target > at => {
+                path.index = index;
+                pending.push(path);
+            }
+            (Some(l), Some(_)) if l != line => {
+                if !path.stack.is_empty() {
+                    run.facts.impure = true;
+                }
+                if target < at {
+                    run.facts.interrupts = true;
+                }
+            }
+            // Backward within the line, or to no line.
+            _ => run.facts.impure = true,
+        }
+    }
+}
 
 impl PureLines {
     /// Finds the pure lines of `code` (`None` when it has none), given the
@@ -601,6 +895,7 @@ impl PureLines {
         let bytecode = code.getattr("co_code")?;
         let bytecode = bytecode.cast::<PyBytes>()?.as_bytes();
         let consts = code.getattr("co_consts")?;
+        let stack_size: usize = code.getattr("co_stacksize")?.extract()?;
         // The line of each 2-byte code unit.
         let mut line_of: Vec<Option<u32>> = vec![None; bytecode.len() / 2];
         for range in code.call_method0("co_lines")?.try_iter()? {
@@ -609,105 +904,89 @@ impl PureLines {
                 *unit = line;
             }
         }
-        let labels = jump_targets(code, bytecode, opcodes)?;
+        let all: Vec<_> = instructions(bytecode, opcodes)
+            .map(|(at, opcode, oparg, after)| {
+                let oparg = u32::try_from(oparg).unwrap_or(u32::MAX);
+                (at, opcode, oparg, after)
+            })
+            .collect();
+        let mut index_at = vec![None; bytecode.len() / 2 + 1];
+        for (index, &(at, ..)) in all.iter().enumerate() {
+            index_at[at / 2] = Some(index);
+        }
         let reached = normally_reached(bytecode, opcodes);
-        let slot = |n: u32| u16::try_from(n).ok().filter(|&s| usize::from(s) < slots);
-        let mut lines: std::collections::BTreeMap<u32, LineFacts> = Default::default();
-        // The line of the run being simulated and its stack.
-        let mut run_line: Option<u32> = None;
-        let mut stack: Vec<Val> = Vec::new();
-        for (offset, opcode, oparg, _) in instructions(bytecode, opcodes) {
+        for &(at, opcode, ..) in &all {
             let op = opcodes.ops[usize::from(opcode)];
-            let oparg = u32::try_from(oparg).unwrap_or(u32::MAX);
-            let Some(line) = line_of[offset / 2] else {
-                // Reached only through an exception handler: after an
-                // event that compares every local.
-                if matches!(op, Op::Nop | Op::Extend) || !reached[offset / 2] {
-                    continue;
-                }
-                // Run between line events, by any line: no line is pure.
+            // Run between line events, by any line: no line is pure.
+            // (Reached only through an exception handler: after an event
+            // that compares every local.)
+            if line_of[at / 2].is_none() && reached[at / 2] && !matches!(op, Op::Nop | Op::Extend) {
                 return Ok(None);
-            };
-            let facts = lines.entry(line).or_default();
-            if run_line != Some(line) {
-                run_line = Some(line);
-                stack.clear();
-            } else if labels.binary_search(&offset).is_ok() {
-                // Entered in the middle, with a stack this run did not make.
-                facts.impure = true;
-            }
-            if facts.impure {
-                continue;
-            }
-            // SAFETY: GIL held; the constant is alive for the check.
-            let plain_const = op == Op::Const
-                && consts
-                    .get_item(oparg)
-                    .is_ok_and(|value| unsafe { is_plain_constant(value.as_ptr()) });
-            let mut run = Run {
-                facts,
-                stack: std::mem::take(&mut stack),
-            };
-            run.step(op, oparg, slot, plain_const);
-            stack = run.stack;
-        }
-        let mut pure = Vec::new();
-        // (A line may change a list and rebind its local, `v += w`: the
-        // lists it changes are found when it starts.)
-        for (line, facts) in lines {
-            if !facts.impure {
-                pure.push((line, facts));
             }
         }
-        let (Some(first), Some(last)) = (pure.first(), pure.last()) else {
+        let code_info = Code {
+            opcodes,
+            all,
+            index_at,
+            line_of,
+            for_exit_skip: opcodes.for_exit_skip,
+        };
+        let entries = entries(&code_info, &handler_targets(code)?);
+        let slot = |n: u32| u16::try_from(n).ok().filter(|&s| usize::from(s) < slots);
+        // SAFETY: GIL held; the constant is alive for the check.
+        let plain_const = |n: u32| {
+            consts
+                .get_item(n)
+                .is_ok_and(|value| unsafe { is_plain_constant(value.as_ptr()) })
+        };
+        let mut found = PureLines {
+            local_slots: slots,
+            stack_size,
+            ..PureLines::default()
+        };
+        let mut spans: Vec<Span> = Vec::new();
+        let (mut all_slots, mut all_checks) = (Vec::new(), Vec::new());
+        let mut by_line: Vec<(u32, u32)> = Vec::new();
+        for (line, starts) in entries {
+            let mut pure = Vec::new();
+            for &index in &starts {
+                let facts = code_info.run_entry(index, line, slot, plain_const);
+                if !facts.impure {
+                    pure.push((code_info.all[index].0, facts));
+                }
+            }
+            let only = starts.len() == 1;
+            let first = spans.len();
+            for (entry, facts) in pure {
+                let Some(span) = span_of(&facts, &mut all_slots, &mut all_checks) else {
+                    continue;
+                };
+                spans.push(Span {
+                    entry: if only { ANY_ENTRY } else { entry as u32 },
+                    ..span
+                });
+            }
+            if let Some(last) = spans.get_mut(first..).and_then(|s| s.last_mut()) {
+                last.last = true;
+                by_line.push((line, first as u32 + 1));
+            }
+        }
+        let (Some(&(first, _)), Some(&(last, _))) = (by_line.first(), by_line.last()) else {
             return Ok(None);
         };
-        let first = first.0;
-        let mut by_line = vec![0; (last.0 - first + 1) as usize];
-        let mut spans = Vec::with_capacity(pure.len());
-        let mut all_slots = Vec::new();
-        for (line, facts) in pure {
-            let of_need = |need: Need| {
-                facts
-                    .needs
-                    .iter()
-                    .filter(move |(_, n)| *n == need)
-                    .map(|&(s, _)| s)
-            };
-            let start = all_slots.len() as u32;
-            all_slots.extend(of_need(Need::Indexable));
-            all_slots.extend(of_need(Need::Plain));
-            all_slots.extend(&facts.stores);
-            all_slots.extend(&facts.mutates);
-            let plain = of_need(Need::Plain).count();
-            let lens = [
-                facts.needs.len() - plain,
-                plain,
-                facts.stores.len(),
-                facts.mutates.len(),
-            ];
-            let mut ends = [0u16; 4];
-            let mut end = 0;
-            for (k, len) in lens.into_iter().enumerate() {
-                end += len;
-                ends[k] = u16::try_from(end).unwrap_or(u16::MAX);
-            }
-            if usize::from(ends[3]) != end {
-                all_slots.truncate(start as usize);
-                continue;
-            }
-            by_line[(line - first) as usize] = spans.len() as u32 + 1;
-            spans.push(Span { start, ends });
+        let mut lines = vec![0; (last - first + 1) as usize];
+        for (line, index) in by_line {
+            lines[(line - first) as usize] = index;
         }
-        Ok(Some(PureLines {
-            first,
-            by_line: by_line.into(),
-            spans: spans.into(),
-            slots: all_slots.into(),
-        }))
+        found.first = first;
+        found.by_line = lines.into();
+        found.spans = spans.into();
+        found.slots = all_slots.into();
+        found.checks = all_checks.into();
+        Ok(Some(found))
     }
 
-    /// `line`, if it is pure.
+    /// `line`, if it has a pure entry.
     #[inline]
     pub(crate) fn line(&self, line: u32) -> Option<PureLine> {
         let index = line.checked_sub(self.first)? as usize;
@@ -718,20 +997,132 @@ impl PureLines {
     }
 
     /// The slots of `line`: what it subscripts, operates on, stores and
-    /// changes in place.
+    /// changes in place, and the last two in slot order.
     #[inline]
-    fn parts(&self, line: PureLine) -> [&[u16]; 4] {
-        let Span { start, ends } = self.spans[line.0 as usize];
+    fn parts(&self, line: PureLine) -> [&[u16]; 5] {
+        let Span { start, ends, .. } = self.spans[line.0 as usize];
         let slots = &self.slots[start as usize..];
-        let [a, b, c, d] = [ends[0], ends[1], ends[2], ends[3]];
-        let (a, b, c, d) = (
-            usize::from(a),
-            usize::from(b),
-            usize::from(c),
-            usize::from(d),
-        );
-        [&slots[..a], &slots[a..b], &slots[b..c], &slots[c..d]]
+        let [a, b, c, d, e] = ends.map(usize::from);
+        [
+            &slots[..a],
+            &slots[a..b],
+            &slots[b..c],
+            &slots[c..d],
+            &slots[d..e],
+        ]
     }
+
+    /// What `line` needs of the values on the stack.
+    #[inline]
+    fn checks(&self, line: PureLine) -> &[StackCheck] {
+        let span = &self.spans[line.0 as usize];
+        let start = span.checks_start as usize;
+        &self.checks[start..start + usize::from(span.checks_len)]
+    }
+}
+
+/// `facts` as a span (its entry unset), its slots and checks appended;
+/// `None` if they do not fit.
+fn span_of(
+    facts: &LineFacts,
+    all_slots: &mut Vec<u16>,
+    all_checks: &mut Vec<StackCheck>,
+) -> Option<Span> {
+    let of_need = |need: Need| {
+        facts
+            .needs
+            .iter()
+            .filter(move |(_, n)| *n == need)
+            .map(|&(s, _)| s)
+    };
+    let start = all_slots.len();
+    all_slots.extend(of_need(Need::Indexable));
+    all_slots.extend(of_need(Need::Plain));
+    all_slots.extend(&facts.stores);
+    all_slots.extend(&facts.mutates);
+    let mut compared: Vec<u16> = facts.stores.iter().chain(&facts.mutates).copied().collect();
+    compared.sort_unstable();
+    compared.dedup();
+    all_slots.extend(&compared);
+    let plain = of_need(Need::Plain).count();
+    let lens = [
+        facts.needs.len() - plain,
+        plain,
+        facts.stores.len(),
+        facts.mutates.len(),
+        compared.len(),
+    ];
+    let mut ends = [0u16; 5];
+    let mut end = 0;
+    for (k, len) in lens.into_iter().enumerate() {
+        end += len;
+        ends[k] = u16::try_from(end).unwrap_or(u16::MAX);
+    }
+    let (Ok(checks_len), Ok(checks_start), Ok(start32)) = (
+        u16::try_from(facts.checks.len()),
+        u32::try_from(all_checks.len()),
+        u32::try_from(start),
+    ) else {
+        all_slots.truncate(start);
+        return None;
+    };
+    if usize::from(ends[4]) != end {
+        all_slots.truncate(start);
+        return None;
+    }
+    all_checks.extend(&facts.checks);
+    Some(Span {
+        start: start32,
+        ends,
+        checks_start,
+        checks_len,
+        entry: ANY_ENTRY,
+        last: false,
+        interrupts: facts.interrupts,
+    })
+}
+
+/// By line, in order: the instructions (indices) where its events come
+/// from — where execution enters it from another line, by falling
+/// through or by a jump, or from an exception handler. A line that jumps
+/// back into itself has none (3.11 reports such a jump, 3.12 does not).
+fn entries(code: &Code<'_>, handlers: &[usize]) -> std::collections::BTreeMap<u32, Vec<usize>> {
+    let mut entry = vec![false; code.all.len()];
+    let mut looping: Vec<u32> = Vec::new();
+    for (index, &(at, opcode, oparg, after)) in code.all.iter().enumerate() {
+        let Some(line) = code.line(at) else { continue };
+        let falls_in = index == 0 || {
+            let (before, before_opcode, ..) = code.all[index - 1];
+            !code.opcodes.ends[usize::from(before_opcode)] && code.line(before) != Some(line)
+        };
+        if falls_in {
+            entry[index] = true;
+        }
+        if let Some(target) = code.opcodes.target(opcode, oparg as usize, after)
+            && let Some(target_index) = code.index(target)
+        {
+            match code.line(target) {
+                Some(l) if l != line => entry[target_index] = true,
+                Some(l) if target <= at => looping.push(l),
+                _ => {}
+            }
+        }
+    }
+    for &handler in handlers {
+        if let Some(index) = code.index(handler) {
+            entry[index] = true;
+        }
+    }
+    let mut by_line: std::collections::BTreeMap<u32, Vec<usize>> = Default::default();
+    for (index, &(at, ..)) in code.all.iter().enumerate() {
+        if let Some(line) = code.line(at)
+            && entry[index]
+        {
+            by_line.entry(line).or_default().push(index);
+        }
+    }
+    by_line.retain(|line, _| !looping.contains(line));
+    by_line
 }
 
 /// Each instruction of `bytecode`: its offset, opcode, argument (with its
@@ -801,9 +1192,7 @@ fn normally_reached(bytecode: &[u8], opcodes: &Opcodes) -> Vec<bool> {
     reached
 }
 
-/// Offsets of every jump target and exception handler of `code`, read
-/// from its bytecode and exception table (no Python code runs: this is
-/// called with the recording's state locked).
+/// Offsets of every jump target and exception handler of `code`.
 fn jump_targets(
     code: &Bound<'_, PyAny>,
     bytecode: &[u8],
@@ -812,6 +1201,17 @@ fn jump_targets(
     let mut labels: Vec<usize> = instructions(bytecode, opcodes)
         .filter_map(|(_, opcode, oparg, after)| opcodes.target(opcode, oparg, after))
         .collect();
+    labels.extend(handler_targets(code)?);
+    labels.sort_unstable();
+    labels.dedup();
+    Ok(labels)
+}
+
+/// Offsets of the exception handlers of `code`, read from its exception
+/// table (no Python code runs: this is called with the recording's state
+/// locked).
+fn handler_targets(code: &Bound<'_, PyAny>) -> PyResult<Vec<usize>> {
+    let mut targets = Vec::new();
     // Entries of 4 varints (start, length, target, depth and lasti) in
     // 6-bit groups, 0x40 marking a continuation.
     let table = code.getattr("co_exceptiontable")?;
@@ -826,11 +1226,9 @@ fn jump_targets(
         Some(value)
     };
     while let (Some(_), Some(_), Some(target), Some(_)) = (varint(), varint(), varint(), varint()) {
-        labels.push(2 * target);
+        targets.push(2 * target);
     }
-    labels.sort_unstable();
-    labels.dedup();
-    Ok(labels)
+    Ok(targets)
 }
 
 /// What the analysis finds in `code`, for tests (see `_native.pyi`).
@@ -852,15 +1250,32 @@ pub(crate) fn describe<'py>(code: &Bound<'py, PyAny>) -> PyResult<Bound<'py, pyo
             if n == 0 {
                 continue;
             }
-            let parts = lines.parts(PureLine(n - 1));
-            let line = pyo3::types::PyDict::new(py);
-            for (name, part) in ["indexable", "plain", "stores", "mutates"]
-                .iter()
-                .zip(parts)
-            {
-                line.set_item(name, part.to_vec())?;
+            let entries = pyo3::types::PyList::empty(py);
+            for k in (n - 1) as usize.. {
+                let line = PureLine(k as u32);
+                let span = lines.spans[k];
+                let entry = pyo3::types::PyDict::new(py);
+                let parts = lines.parts(line);
+                for (name, part) in ["indexable", "plain", "stores", "mutates", "compared"]
+                    .iter()
+                    .zip(parts)
+                {
+                    entry.set_item(name, part.to_vec())?;
+                }
+                let checks: Vec<String> = lines
+                    .checks(line)
+                    .iter()
+                    .map(|c| format!("{:?} {:?}", c.root, c.need))
+                    .collect();
+                entry.set_item("stack", checks)?;
+                entry.set_item("interrupts", span.interrupts)?;
+                entry.set_item("entry", (span.entry != ANY_ENTRY).then_some(span.entry))?;
+                entries.append(entry)?;
+                if span.last {
+                    break;
+                }
             }
-            found.set_item(lines.first + index as u32, line)?;
+            found.set_item(lines.first + index as u32, entries)?;
         }
     }
     let described = pyo3::types::PyDict::new(py);
@@ -869,12 +1284,13 @@ pub(crate) fn describe<'py>(code: &Bound<'py, PyAny>) -> PyResult<Bound<'py, pyo
     Ok(described)
 }
 
-/// Whether the locals of `frame` are what pure line `line` needs, so that
-/// it runs no code but its own: the bit set of the lists it changes in
-/// place (see [`list_bit`]), or `None`.
+/// Whether the locals of `frame` and the values on its stack are what pure
+/// line `line` needs, so that it runs no code but its own: the bit set of
+/// the lists it changes in place (see [`list_bit`]), or `None`.
 ///
 /// # Safety
-/// GIL held; `frame` the live frame of the code `lines` belongs to.
+/// GIL held; `frame` the live frame of the code `lines` belongs to, at the
+/// line's event.
 #[inline]
 unsafe fn runs_alone(
     lines: &PureLines,
@@ -882,7 +1298,7 @@ unsafe fn runs_alone(
     layout: &Layout,
     frame: InterpreterFrame,
 ) -> Option<u64> {
-    let [indexable, plain, stores, mutates] = lines.parts(line);
+    let [indexable, plain, stores, mutates, _] = lines.parts(line);
     // SAFETY: the slots are below the code's number of local slots
     // (checked when the lines were found); values are borrowed.
     unsafe {
@@ -910,6 +1326,38 @@ unsafe fn runs_alone(
                 return None;
             }
         }
+        for check in lines.checks(line) {
+            let on_stack = |down: u8| {
+                layout.stack_value(
+                    frame,
+                    lines.local_slots,
+                    lines.stack_size,
+                    usize::from(down),
+                )
+            };
+            let met = match (check.root, check.need) {
+                (Root::Stack(down), StackNeed::Iterator) => {
+                    let v = on_stack(down);
+                    !v.is_null() && iterator_runs_alone(v)
+                }
+                (Root::Stack(down), StackNeed::Unpackable(depth)) => {
+                    let v = on_stack(down);
+                    !v.is_null() && unpackable(v, depth)
+                }
+                // (After the iterator's own check, which comes first.)
+                (Root::Next(down), StackNeed::Unpackable(depth)) => {
+                    let v = on_stack(down);
+                    !v.is_null() && next_unpackable(v, depth)
+                }
+                (Root::Next(_), StackNeed::Iterator) => false,
+            };
+            if !met {
+                return None;
+            }
+        }
+        if lines.spans[line.0 as usize].interrupts && !alone_in_interpreter() {
+            return None;
+        }
         let mut changed = 0;
         for &slot in mutates {
             let v = value(slot);
@@ -918,6 +1366,206 @@ unsafe fn runs_alone(
             }
         }
         Some(changed)
+    }
+}
+
+/// The fields of a list or tuple iterator (`listiterobject`,
+/// `_PyTupleIterObject`): read only once [`check_iterator_layout`] found
+/// them there.
+#[repr(C)]
+struct SequenceIterator {
+    header: ffi::PyObject,
+    index: ffi::Py_ssize_t,
+    sequence: *mut ffi::PyObject,
+}
+
+/// The fields of an `enumerate` (`enumobject`): read only once
+/// [`check_iterator_layout`] found them there.
+#[repr(C)]
+struct Enumerate {
+    header: ffi::PyObject,
+    index: ffi::Py_ssize_t,
+    iterator: *mut ffi::PyObject,
+    /// The tuple it reuses for its next item when nothing else holds it.
+    result: *mut ffi::PyObject,
+    long_index: *mut ffi::PyObject,
+}
+
+/// [`SequenceIterator`] and [`Enumerate`] match the running CPython.
+static ITERATOR_LAYOUT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Checks [`SequenceIterator`] and [`Enumerate`] against iterators made
+/// here (at import, where Python code may run), one item into a list, a
+/// tuple and an enumerate.
+pub(crate) fn check_iterator_layout(py: Python<'_>) -> PyResult<()> {
+    let made = py.eval(
+        c"(lambda l, t: (l, t, iter(l), iter(t), enumerate(l)))([5, 6], (7, 8))",
+        None,
+        None,
+    )?;
+    let mut matches = true;
+    for (sequence, iterator) in [(0, 2), (1, 3)] {
+        let (sequence, iterator) = (made.get_item(sequence)?, made.get_item(iterator)?);
+        iterator.call_method0("__next__")?;
+        // SAFETY: a live iterator, read within its size (a count and a
+        // pointer after the header).
+        let fields = unsafe { &*iterator.as_ptr().cast::<SequenceIterator>() };
+        matches &= fields.index == 1 && fields.sequence == sequence.as_ptr();
+    }
+    let enumerate = made.get_item(4)?;
+    let first = enumerate.call_method0("__next__")?;
+    // SAFETY: a live enumerate, read within its size (a count and three
+    // pointers after the header); the inner iterator's type read only once
+    // it is known not to be null.
+    matches &= unsafe {
+        let fields = &*enumerate.as_ptr().cast::<Enumerate>();
+        fields.index == 1
+            && fields.result == first.as_ptr()
+            && fields.long_index.is_null()
+            && !fields.iterator.is_null()
+            && ffi::Py_TYPE(fields.iterator) == &raw mut ffi::PyListIter_Type
+    };
+    ITERATOR_LAYOUT.store(matches, std::sync::atomic::Ordering::Relaxed);
+    Ok(())
+}
+
+/// The list or tuple a list or tuple iterator goes through (null once
+/// exhausted), or `None` for other objects.
+///
+/// # Safety
+/// GIL held, `value` valid.
+#[inline]
+unsafe fn iterated(value: *mut ffi::PyObject) -> Option<(*mut ffi::PyObject, ffi::Py_ssize_t)> {
+    // SAFETY: the layout was checked.
+    unsafe {
+        let t = ffi::Py_TYPE(value);
+        if (t == &raw mut ffi::PyListIter_Type || t == &raw mut ffi::PyTupleIter_Type)
+            && ITERATOR_LAYOUT.load(std::sync::atomic::Ordering::Relaxed)
+        {
+            let fields = &*value.cast::<SequenceIterator>();
+            return Some((fields.sequence, fields.index));
+        }
+        None
+    }
+}
+
+/// The inner iterator, reused result tuple and long index of an
+/// `enumerate`, or `None` for other objects.
+///
+/// # Safety
+/// GIL held, `value` valid.
+#[inline]
+unsafe fn enumerated(
+    value: *mut ffi::PyObject,
+) -> Option<(*mut ffi::PyObject, *mut ffi::PyObject, *mut ffi::PyObject)> {
+    // SAFETY: the layout was checked.
+    unsafe {
+        if ffi::Py_TYPE(value) != &raw mut ffi::PyEnum_Type
+            || !ITERATOR_LAYOUT.load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return None;
+        }
+        let fields = &*value.cast::<Enumerate>();
+        Some((fields.iterator, fields.result, fields.long_index))
+    }
+}
+
+/// An iterator whose `__next__` runs no code and whose exhaustion frees
+/// nothing: a list or tuple iterator (its sequence held elsewhere too), a
+/// range iterator, or an `enumerate` of one (the item it last gave held
+/// elsewhere too, as it may release it).
+///
+/// # Safety
+/// GIL held, `value` valid.
+unsafe fn iterator_runs_alone(value: *mut ffi::PyObject) -> bool {
+    // SAFETY: forwarded; the sequence is alive while its iterator is.
+    unsafe {
+        let t = ffi::Py_TYPE(value);
+        if t == &raw mut ffi::PyRangeIter_Type || t == &raw mut ffi::PyLongRangeIter_Type {
+            return true;
+        }
+        if let Some((sequence, _)) = iterated(value) {
+            return sequence.is_null() || ffi::Py_REFCNT(sequence) > 1;
+        }
+        let Some((iterator, result, long_index)) = enumerated(value) else {
+            return false;
+        };
+        let last_item_held = result.is_null()
+            || ffi::Py_REFCNT(result) > 1
+            || (0..2).all(|i| {
+                let item = ffi::PyTuple_GET_ITEM(result, i);
+                item.is_null() || is_scalar(item) || ffi::Py_REFCNT(item) > 1
+            });
+        long_index.is_null()
+            && !iterator.is_null()
+            && last_item_held
+            && iterator_runs_alone(iterator)
+    }
+}
+
+/// Whether unpacking each value `depth` unpackings inside the item the
+/// iterator `value` gives next runs no code (see [`unpackable`]); true
+/// when it gives none.
+///
+/// # Safety
+/// GIL held, `value` valid and [`iterator_runs_alone`].
+unsafe fn next_unpackable(value: *mut ffi::PyObject, depth: u8) -> bool {
+    // SAFETY: items are read within their sequence's length.
+    unsafe {
+        if let Some((sequence, index)) = iterated(value) {
+            if sequence.is_null() || index < 0 {
+                return true;
+            }
+            let tuple = ffi::Py_TYPE(sequence) == &raw mut ffi::PyTuple_Type;
+            let (items, len) = crate::repr::sequence_items(sequence, tuple);
+            let index = index as usize;
+            return index >= len || unpackable(*items.add(index), depth);
+        }
+        match enumerated(value) {
+            // A tuple of an int and the inner iterator's item.
+            Some((iterator, ..)) => depth == 0 || next_unpackable(iterator, depth - 1),
+            // A range iterator gives ints.
+            None => true,
+        }
+    }
+}
+
+/// Whether unpacking each value `depth` unpackings inside `value` runs no
+/// code: each is an exact list or tuple (of at most [`MAX_PLAIN_ITEMS`]
+/// items, for what is inside it) or a scalar (unpacking one raises, or
+/// gives the characters of a str).
+///
+/// # Safety
+/// GIL held, `value` valid.
+unsafe fn unpackable(value: *mut ffi::PyObject, depth: u8) -> bool {
+    // SAFETY: the items are borrowed from the live sequence.
+    unsafe {
+        if is_scalar(value) {
+            return true;
+        }
+        if !is_sequence(value) {
+            return false;
+        }
+        if depth == 0 {
+            return true;
+        }
+        let tuple = ffi::Py_TYPE(value) == &raw mut ffi::PyTuple_Type;
+        let (items, len) = crate::repr::sequence_items(value, tuple);
+        len <= MAX_PLAIN_ITEMS && (0..len).all(|i| unpackable(*items.add(i), depth - 1))
+    }
+}
+
+/// No other thread of the interpreter can run while this one waits at a
+/// backward jump: it is the only one.
+///
+/// # Safety
+/// GIL held.
+#[inline]
+unsafe fn alone_in_interpreter() -> bool {
+    // SAFETY: the interpreter's list of thread states, read with the GIL.
+    unsafe {
+        let first = ffi::PyInterpreterState_ThreadHead(ffi::PyInterpreterState_Get());
+        !first.is_null() && ffi::PyThreadState_Next(first).is_null()
     }
 }
 
@@ -1057,13 +1705,14 @@ pub(crate) struct PureStep {
 /// one of the lists in `changed`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Compared<'a> {
-    pub(crate) stores: &'a [u16],
-    pub(crate) mutates: &'a [u16],
+    /// The locals the line stores or changes, in slot order.
+    pub(crate) slots: &'a [u16],
     pub(crate) changed: u64,
 }
 
 impl PureLines {
-    /// Starts `line` if the locals of `frame` let it run alone.
+    /// Starts `line` if the event of `frame` (running `code`) is at one of
+    /// its pure entries, and its locals and stack let it run alone.
     ///
     /// # Safety
     /// As [`runs_alone`].
@@ -1073,7 +1722,23 @@ impl PureLines {
         line: PureLine,
         layout: &Layout,
         frame: InterpreterFrame,
+        code: *mut ffi::PyObject,
     ) -> Option<PureStep> {
+        let mut line = line;
+        if self.spans[line.0 as usize].entry != ANY_ENTRY {
+            // SAFETY: forwarded.
+            let at = unsafe { layout.instruction(frame, code) };
+            loop {
+                let span = &self.spans[line.0 as usize];
+                if span.entry as usize == at {
+                    break;
+                }
+                if span.last {
+                    return None;
+                }
+                line = PureLine(line.0 + 1);
+            }
+        }
         // SAFETY: forwarded.
         let changed = unsafe { runs_alone(self, line, layout, frame) }?;
         Some(PureStep {
@@ -1088,10 +1753,9 @@ impl PureLines {
     #[inline]
     pub(crate) fn compared(&self, step: PureStep) -> Option<Compared<'_>> {
         (step.gc_runs == gc_runs()).then(|| {
-            let [_, _, stores, mutates] = self.parts(step.line);
+            let [.., slots] = self.parts(step.line);
             Compared {
-                stores,
-                mutates,
+                slots,
                 changed: step.changed,
             }
         })

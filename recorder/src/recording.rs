@@ -158,18 +158,19 @@ impl FrameState {
                     unsafe { sink.observe(py, shadow, layout.slot(frame, slot, kind), name) };
                 }
             };
-            for &slot in only.stores.iter().chain(only.mutates) {
-                if let Some(shadow) = self.locals.get_mut(usize::from(slot)) {
-                    observe(usize::from(slot), shadow);
+            if only.changed == 0 {
+                for &slot in only.slots {
+                    if let Some(shadow) = self.locals.get_mut(usize::from(slot)) {
+                        observe(usize::from(slot), shadow);
+                    }
                 }
-            }
-            if only.changed != 0 {
-                // Values that may hold a changed list within what they show.
+            } else {
+                // Also the values that may hold a changed list within what
+                // they show; in slot order, as every local is compared.
+                let mut listed = only.slots.iter().peekable();
                 for (slot, shadow) in self.locals.iter_mut().enumerate() {
-                    let named = |s: &u16| usize::from(*s) == slot;
-                    if shadow.may_reach(only.changed)
-                        && !only.stores.iter().chain(only.mutates).any(named)
-                    {
+                    let is_listed = listed.next_if(|&&s| usize::from(s) == slot).is_some();
+                    if is_listed || shadow.may_reach(only.changed) {
                         observe(slot, shadow);
                     }
                 }
@@ -1730,7 +1731,7 @@ impl Recording {
             && let Some(lines) = self.pure_lines.get(code_id).and_then(Option::as_ref)
             && let Some(pure) = lines.line(line)
             // SAFETY: forwarded.
-            && let Some(step) = unsafe { lines.start(pure, layout, frame) }
+            && let Some(step) = unsafe { lines.start(pure, layout, frame, code) }
             && let Some(top) = self.threads.states[slot].stack.last_mut()
         {
             top.pure_line = Some(step);
