@@ -370,6 +370,18 @@ impl LineFacts {
     }
 
     fn check(&mut self, root: Root, need: StackNeed) {
+        // Checking the deepest unpacking of a value checks the others.
+        if let StackNeed::Unpackable(depth) = need
+            && let Some(known) = self
+                .checks
+                .iter_mut()
+                .find(|c| c.root == root && matches!(c.need, StackNeed::Unpackable(_)))
+        {
+            if let StackNeed::Unpackable(shallower) = known.need {
+                known.need = StackNeed::Unpackable(depth.max(shallower));
+            }
+            return;
+        }
         let check = StackCheck { root, need };
         if !self.checks.contains(&check) {
             self.checks.push(check);
@@ -997,25 +1009,27 @@ impl PureLines {
     }
 
     /// The slots of `line`: what it subscripts, operates on, stores and
-    /// changes in place, and the last two in slot order.
+    /// changes in place.
     #[inline]
-    fn parts(&self, line: PureLine) -> [&[u16]; 5] {
-        let Span { start, ends, .. } = self.spans[line.0 as usize];
+    fn parts(&self, span: &Span) -> [&[u16]; 4] {
+        let Span { start, ends, .. } = *span;
         let slots = &self.slots[start as usize..];
-        let [a, b, c, d, e] = ends.map(usize::from);
-        [
-            &slots[..a],
-            &slots[a..b],
-            &slots[b..c],
-            &slots[c..d],
-            &slots[d..e],
-        ]
+        let [a, b, c, d, _] = ends.map(usize::from);
+        [&slots[..a], &slots[a..b], &slots[b..c], &slots[c..d]]
+    }
+
+    /// The locals `line` stores or changes, in slot order: what its next
+    /// event compares.
+    #[inline]
+    fn compared_slots(&self, span: &Span) -> &[u16] {
+        let Span { start, ends, .. } = *span;
+        let start = start as usize;
+        &self.slots[start + usize::from(ends[3])..start + usize::from(ends[4])]
     }
 
     /// What `line` needs of the values on the stack.
     #[inline]
-    fn checks(&self, line: PureLine) -> &[StackCheck] {
-        let span = &self.spans[line.0 as usize];
+    fn checks(&self, span: &Span) -> &[StackCheck] {
         let start = span.checks_start as usize;
         &self.checks[start..start + usize::from(span.checks_len)]
     }
@@ -1252,18 +1266,17 @@ pub(crate) fn describe<'py>(code: &Bound<'py, PyAny>) -> PyResult<Bound<'py, pyo
             }
             let entries = pyo3::types::PyList::empty(py);
             for k in (n - 1) as usize.. {
-                let line = PureLine(k as u32);
                 let span = lines.spans[k];
                 let entry = pyo3::types::PyDict::new(py);
-                let parts = lines.parts(line);
-                for (name, part) in ["indexable", "plain", "stores", "mutates", "compared"]
+                let parts = lines.parts(&span);
+                for (name, part) in ["indexable", "plain", "stores", "mutates"]
                     .iter()
                     .zip(parts)
                 {
                     entry.set_item(name, part.to_vec())?;
                 }
                 let checks: Vec<String> = lines
-                    .checks(line)
+                    .checks(&span)
                     .iter()
                     .map(|c| format!("{:?} {:?}", c.root, c.need))
                     .collect();
@@ -1294,11 +1307,11 @@ pub(crate) fn describe<'py>(code: &Bound<'py, PyAny>) -> PyResult<Bound<'py, pyo
 #[inline]
 unsafe fn runs_alone(
     lines: &PureLines,
-    line: PureLine,
+    span: &Span,
     layout: &Layout,
     frame: InterpreterFrame,
 ) -> Option<u64> {
-    let [indexable, plain, stores, mutates, _] = lines.parts(line);
+    let [indexable, plain, stores, mutates] = lines.parts(span);
     // SAFETY: the slots are below the code's number of local slots
     // (checked when the lines were found); values are borrowed.
     unsafe {
@@ -1326,7 +1339,7 @@ unsafe fn runs_alone(
                 return None;
             }
         }
-        for check in lines.checks(line) {
+        for check in lines.checks(span) {
             let on_stack = |down: u8| {
                 layout.stack_value(
                     frame,
@@ -1355,7 +1368,7 @@ unsafe fn runs_alone(
                 return None;
             }
         }
-        if lines.spans[line.0 as usize].interrupts && !alone_in_interpreter() {
+        if span.interrupts && !alone_in_interpreter() {
             return None;
         }
         let mut changed = 0;
@@ -1725,22 +1738,20 @@ impl PureLines {
         code: *mut ffi::PyObject,
     ) -> Option<PureStep> {
         let mut line = line;
-        if self.spans[line.0 as usize].entry != ANY_ENTRY {
+        let mut span = &self.spans[line.0 as usize];
+        if span.entry != ANY_ENTRY {
             // SAFETY: forwarded.
             let at = unsafe { layout.instruction(frame, code) };
-            loop {
-                let span = &self.spans[line.0 as usize];
-                if span.entry as usize == at {
-                    break;
-                }
+            while span.entry as usize != at {
                 if span.last {
                     return None;
                 }
                 line = PureLine(line.0 + 1);
+                span = self.spans.get(line.0 as usize)?;
             }
         }
         // SAFETY: forwarded.
-        let changed = unsafe { runs_alone(self, line, layout, frame) }?;
+        let changed = unsafe { runs_alone(self, span, layout, frame) }?;
         Some(PureStep {
             line,
             changed,
@@ -1752,12 +1763,9 @@ impl PureLines {
     /// garbage collection ran meanwhile).
     #[inline]
     pub(crate) fn compared(&self, step: PureStep) -> Option<Compared<'_>> {
-        (step.gc_runs == gc_runs()).then(|| {
-            let [.., slots] = self.parts(step.line);
-            Compared {
-                slots,
-                changed: step.changed,
-            }
+        (step.gc_runs == gc_runs()).then(|| Compared {
+            slots: self.compared_slots(&self.spans[step.line.0 as usize]),
+            changed: step.changed,
         })
     }
 }
