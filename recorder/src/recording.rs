@@ -922,13 +922,24 @@ impl Recording {
         } = *report;
         let code_key = code as usize;
         let ident = crate::thread_key::current();
-        // The events of a frame already on the thread's stack (3.12+: only
-        // code in scope, already enabled, has these events on) need no
-        // lookup of their code.
+        // The events of a frame already on top of the thread's stack (3.12+:
+        // only code in scope, already enabled, is pushed there) need no
+        // lookup of their code: its lines, returns and yields, and the
+        // exceptions raised, handled or unwinding in it.
         #[cfg(Py_3_12)]
-        let on_stack = matches!(hook, Hook::Line | Hook::Jump | Hook::Return | Hook::Yield)
-            .then(|| self.top_code_id(ident, frame as usize, code_key))
-            .flatten();
+        let on_stack = matches!(
+            hook,
+            Hook::Line
+                | Hook::Jump
+                | Hook::Return
+                | Hook::Yield
+                | Hook::Raise
+                | Hook::Reraise
+                | Hook::Handled
+                | Hook::Unwind
+        )
+        .then(|| self.top_code_id(ident, frame as usize, code_key))
+        .flatten();
         #[cfg(not(Py_3_12))]
         let on_stack: Option<u32> = None;
         let (code_state, needs_enable) = match on_stack {
