@@ -243,6 +243,12 @@ impl Threads {
         Some(slot)
     }
 
+    /// The slot of the thread of the last lookup, while it is recorded.
+    #[inline]
+    fn last_slot(&self) -> Option<usize> {
+        self.last.get().map(|(_, slot)| slot)
+    }
+
     fn get(&self, ident: &u64) -> Option<&ThreadState> {
         self.slot(*ident).map(|slot| &self.states[slot])
     }
@@ -1779,7 +1785,22 @@ impl Recording {
         if entry.state.is_none() || !entry.enabled || !entry.object.is(code_key) {
             return None;
         }
-        let slot = self.threads.slot(crate::thread_key::current())?;
+        // The caller on top of the last event's thread's stack: that thread
+        // is the calling one (as in `top_slot`).
+        #[cfg(Py_3_12)]
+        // SAFETY: forwarded (a live frame).
+        let caller = unsafe { layout.previous(frame) } as usize;
+        #[cfg(Py_3_12)]
+        let known = self.threads.last_slot().filter(|&slot| {
+            let top = self.threads.states[slot].stack.last();
+            top.is_some_and(|top| top.frame == caller)
+        });
+        #[cfg(not(Py_3_12))]
+        let known = None;
+        let slot = match known {
+            Some(slot) => slot,
+            None => self.threads.slot(crate::thread_key::current())?,
+        };
         let state = match resumed
             .then(|| self.suspended.remove(&(frame as usize)))
             .flatten()
@@ -1862,12 +1883,26 @@ impl Recording {
     }
 
     /// The slot of the calling thread, if it is known and its top frame is
-    /// `frame` running `code`.
+    /// `frame` running `code`. A running frame is on top of the stack of
+    /// the thread that runs it only (a generator that moves to another
+    /// thread leaves the first one's stack when it yields): when it tops
+    /// the stack of the thread of the last event, that thread is the
+    /// calling one, known without the thread-local key.
     #[inline]
     fn top_slot(&self, code: *mut ffi::PyObject, frame: InterpreterFrame) -> Option<usize> {
+        let runs = |slot: usize| {
+            self.threads.states[slot]
+                .stack
+                .last()
+                .is_some_and(|top| top.frame == frame as usize && top.code == code as usize)
+        };
+        if let Some(slot) = self.threads.last_slot()
+            && runs(slot)
+        {
+            return Some(slot);
+        }
         let slot = self.threads.slot(crate::thread_key::current())?;
-        let top = self.threads.states[slot].stack.last()?;
-        (top.frame == frame as usize && top.code == code as usize).then_some(slot)
+        runs(slot).then_some(slot)
     }
 
     /// Appends an event of the top frame of the thread in `slot` (`arg`:
