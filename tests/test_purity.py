@@ -194,6 +194,21 @@ def comprehension(items):
     return total
 
 
+def closure(items):
+    factor = 3
+    count = len(items)
+    total = count + 1
+    return total, lambda: factor
+
+
+def test_cells_made_before_the_first_event_do_not_count() -> None:
+    # `MAKE_CELL` runs, without a line, before the frame's first event.
+    lines = lines_of(closure)
+    assert lines[3] == facts(plain=("count",), stores=("total",))
+    # A line that reads a cell is not pure.
+    assert 1 not in lines
+
+
 def test_cleanup_code_run_only_after_an_exception_does_not_count() -> None:
     # 3.12+ inlines the comprehension, with line-less cleanup code that
     # runs only when it raises (an event that compares every local).

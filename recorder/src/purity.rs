@@ -20,7 +20,8 @@
 //! is not a no-op and can be reached without an exception: a code object
 //! with one has no pure line at all. (Cleanup code reached only through an
 //! exception handler runs after a `raise` event, which compares every
-//! local.)
+//! local; the prelude before the first `RESUME` — a closure's
+//! `MAKE_CELL`s — runs before the frame's first event.)
 //!
 //! A line is analysed from each place its events come from — where
 //! execution enters it from another line, falling through or jumping —
@@ -215,6 +216,9 @@ pub(crate) struct Opcodes {
     /// Instructions an exhausted `FOR_ITER` skips at its target: none
     /// (3.11), `END_FOR` (3.12), `END_FOR` and `POP_TOP` (3.13).
     for_exit_skip: usize,
+    /// `RESUME`, where a frame's first event comes: what runs before it
+    /// (`MAKE_CELL`, `COPY_FREE_VARS`) runs before any event.
+    resume: Option<u8>,
 }
 
 /// Instructions that never fall through to the next (names of 3.11–3.13).
@@ -239,6 +243,10 @@ impl Opcodes {
             caches: [0; 256],
             jumps: [Jump::Not; 256],
             ends: [false; 256],
+            resume: opmap
+                .get_item("RESUME")
+                .and_then(|n| n.extract::<u8>())
+                .ok(),
             for_exit_skip: match py.version_info() {
                 v if v >= (3, 13) => 2,
                 v if v >= (3, 12) => 1,
@@ -927,7 +935,13 @@ impl PureLines {
             index_at[at / 2] = Some(index);
         }
         let reached = normally_reached(bytecode, opcodes);
-        for &(at, opcode, ..) in &all {
+        // The prelude, up to the first `RESUME`, runs before the frame's
+        // first event.
+        let prelude = all
+            .iter()
+            .position(|&(_, opcode, ..)| Some(opcode) == opcodes.resume)
+            .map_or(0, |index| index + 1);
+        for &(at, opcode, ..) in &all[prelude..] {
             let op = opcodes.ops[usize::from(opcode)];
             // Run between line events, by any line: no line is pure.
             // (Reached only through an exception handler: after an event
