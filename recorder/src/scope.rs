@@ -58,41 +58,48 @@ fn under(file: &str, dir: &str) -> bool {
 }
 
 /// Shell-style glob: `*` matches any run of characters (`/` and `.`
-/// included), `?` one character, `[abc]` / `[!abc]` one of a set.
+/// included), `?` one character, `[abc]` / `[!abc]` one of a set. Names
+/// and paths are nearly always ASCII: matched by bytes, without copying.
 pub(crate) fn glob(pattern: &str, text: &str) -> bool {
+    if pattern.is_ascii() && text.is_ascii() {
+        return glob_items(pattern.as_bytes(), text.as_bytes());
+    }
     let p: Vec<char> = pattern.chars().collect();
     let t: Vec<char> = text.chars().collect();
+    glob_items(&p, &t)
+}
+
+/// [`glob`] over characters of one kind (bytes of ASCII text, or chars).
+fn glob_items<C: Copy + Ord + From<u8>>(p: &[C], t: &[C]) -> bool {
+    let [star_c, any_c, open_c] = [b'*', b'?', b'['].map(C::from);
     // Iterative matcher with backtracking to the last `*`.
     let (mut pi, mut ti) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
         if pi < p.len() {
-            match p[pi] {
-                '*' => {
-                    star = Some((pi, ti));
-                    pi += 1;
-                    continue;
-                }
-                '?' => {
-                    pi += 1;
+            let c = p[pi];
+            if c == star_c {
+                star = Some((pi, ti));
+                pi += 1;
+                continue;
+            }
+            if c == any_c {
+                pi += 1;
+                ti += 1;
+                continue;
+            }
+            if c == open_c {
+                if let Some((matched, next)) = class(p, pi, t[ti])
+                    && matched
+                {
+                    pi = next;
                     ti += 1;
                     continue;
                 }
-                '[' => {
-                    if let Some((matched, next)) = class(&p, pi, t[ti])
-                        && matched
-                    {
-                        pi = next;
-                        ti += 1;
-                        continue;
-                    }
-                }
-                c if c == t[ti] => {
-                    pi += 1;
-                    ti += 1;
-                    continue;
-                }
-                _ => {}
+            } else if c == t[ti] {
+                pi += 1;
+                ti += 1;
+                continue;
             }
         }
         match star {
@@ -104,21 +111,22 @@ pub(crate) fn glob(pattern: &str, text: &str) -> bool {
             None => return false,
         }
     }
-    p[pi..].iter().all(|&c| c == '*')
+    p[pi..].iter().all(|&c| c == star_c)
 }
 
 /// Matches `c` against the class starting at `p[start] == '['`; returns
 /// whether it matched and the index after `]`, or None if unterminated.
-fn class(p: &[char], start: usize, c: char) -> Option<(bool, usize)> {
+fn class<C: Copy + Ord + From<u8>>(p: &[C], start: usize, c: C) -> Option<(bool, usize)> {
+    let [bang, close, dash] = [b'!', b']', b'-'].map(C::from);
     let mut i = start + 1;
-    let negate = p.get(i) == Some(&'!');
+    let negate = p.get(i) == Some(&bang);
     if negate {
         i += 1;
     }
     let mut matched = false;
     let first = i;
-    while i < p.len() && (p[i] != ']' || i == first) {
-        if i + 2 < p.len() && p[i + 1] == '-' && p[i + 2] != ']' {
+    while i < p.len() && (p[i] != close || i == first) {
+        if i + 2 < p.len() && p[i + 1] == dash && p[i + 2] != close {
             matched |= p[i] <= c && c <= p[i + 2];
             i += 3;
         } else {
@@ -144,6 +152,8 @@ mod tests {
         assert!(glob("[a-c]x", "bx") && !glob("[!a-c]x", "bx"));
         assert!(glob("*", "") && glob("**", "a/b"));
         assert!(!glob("a*b*c", "a-b-d"));
+        // Beyond ASCII, by characters.
+        assert!(glob("*é?", "café!") && glob("[à-ê]", "é") && !glob("?", "éé"));
     }
 
     #[test]
