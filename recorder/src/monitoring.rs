@@ -209,7 +209,6 @@ const GLOBAL_EVENTS: &[&str] = &[
 const LOCAL_EVENTS: &[&str] = &["LINE", "JUMP", "PY_RETURN", "PY_YIELD", "PY_RESUME"];
 
 forward! {
-    Jump as on_jump,
     Throw as on_throw,
     Raise as on_raise,
     Reraise as on_reraise,
@@ -256,6 +255,38 @@ unsafe extern "C" fn on_line(
                 let line =
                     crate::repr::int_value(*args.add(1)).and_then(|n| u32::try_from(n).ok())?;
                 recorder.line_event(py, code, frame, line)
+            },
+        )
+    }
+}
+
+/// `JUMP`: `(code, from, to)`. Only backward jumps stay on (a forward one
+/// is turned off where it is, in [`callback`]); one within a line (a loop
+/// on one line, a comprehension's) runs the line again: a `line` event,
+/// taken like [`on_line`]'s.
+///
+/// # Safety
+/// As [`callback`].
+unsafe extern "C" fn on_jump(
+    slf: *mut ffi::PyObject,
+    args: *mut *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+) -> *mut ffi::PyObject {
+    // SAFETY: forwarded.
+    unsafe {
+        quick(
+            slf,
+            args,
+            nargs,
+            3,
+            Hook::Jump,
+            |recorder, py, code, frame| {
+                let offset = |k: usize| {
+                    crate::repr::int_value(*args.add(k)).and_then(|n| i32::try_from(n).ok())
+                };
+                let (from, to) = (offset(1)?, offset(2)?);
+                (to <= from).then_some(())?;
+                recorder.jump_event(py, code, frame, from, to)
             },
         )
     }

@@ -686,6 +686,36 @@ impl Recorder {
         })
     }
 
+    /// A backward jump (`from` and `to`, offsets) in the frame on top of
+    /// its thread's stack: a `line` event when it stays on its line (see
+    /// `Recording::handle`); `None` when [`Recorder::dispatch`] must take
+    /// it.
+    ///
+    /// # Safety
+    /// As [`Recorder::dispatch`], `frame` not null.
+    #[cfg(Py_3_12)]
+    #[inline]
+    pub(crate) unsafe fn jump_event(
+        &self,
+        py: Python<'_>,
+        code: *mut ffi::PyObject,
+        frame: InterpreterFrame,
+        from: i32,
+        to: i32,
+    ) -> Option<Verdict> {
+        // SAFETY: forwarded from the caller.
+        self.quick(py, |r, layout| unsafe {
+            let slot = r.top_slot(code, frame)?;
+            let code_id = r.threads.states[slot].stack.last()?.code_id;
+            let (from_line, to_line) =
+                (r.line_at(code, code_id, from), r.line_at(code, code_id, to));
+            if from_line != to_line {
+                return Some(Ok(Verdict::Disable));
+            }
+            r.line_of_top_frame(py, layout, code, frame, to_line)
+        })
+    }
+
     /// A call or (3.12+) resumption (`kind`) of a code object already in
     /// scope, recorded without the general path's steps (see
     /// `Recording::enter_known_code`); `None` when [`Recorder::dispatch`]
