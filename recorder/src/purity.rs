@@ -437,15 +437,9 @@ impl LineFacts {
                     depth: depth + 1,
                 }
             }
-            // A list or tuple of any items, or a scalar (which raises).
-            Val::Local(slot) => {
-                self.need(slot, Need::Indexable);
-                Val::Item(slot)
-            }
-            other => {
-                self.operand(other);
-                Val::Plain
-            }
+            // As a subscript: a local must be a list or tuple of any
+            // items, or a scalar (which raises).
+            other => self.subscripted(other),
         }
     }
 
