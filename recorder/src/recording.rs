@@ -707,12 +707,10 @@ impl Recorder {
         self.quick(py, |r, layout| unsafe {
             let slot = r.top_slot(code, frame)?;
             let code_id = r.threads.states[slot].stack.last()?.code_id;
-            let (from_line, to_line) =
-                (r.line_at(code, code_id, from), r.line_at(code, code_id, to));
-            if from_line != to_line {
-                return Some(Ok(Verdict::Disable));
+            match r.line_jumped_within(code, code_id, from, to) {
+                Some(line) => r.line_of_top_frame(py, layout, code, frame, line),
+                None => Some(Ok(Verdict::Disable)),
             }
-            r.line_of_top_frame(py, layout, code, frame, to_line)
         })
     }
 
@@ -1002,12 +1000,10 @@ impl Recording {
         let (hook, site) = match (hook, site) {
             (Hook::Jump, Site::Backward { from, to }) => {
                 // SAFETY: forwarded.
-                let (from_line, to_line) =
-                    unsafe { (self.line_at(code, id, from), self.line_at(code, id, to)) };
-                if from_line != to_line {
-                    return Ok(Verdict::Disable);
+                match unsafe { self.line_jumped_within(code, id, from, to) } {
+                    Some(line) => (Hook::Line, Site::Line(line)),
+                    None => return Ok(Verdict::Disable),
                 }
-                (Hook::Line, Site::Line(to_line))
             }
             other => other,
         };
@@ -1496,6 +1492,29 @@ impl Recording {
         let line = unsafe { ffi::PyCode_Addr2Line(code.cast(), offset) }.max(0) as u32;
         self.lines.insert(key, line);
         line
+    }
+
+    /// The line a backward jump from `from` to `to` stays on, which runs
+    /// again (a `line` event, as settrace reports it); `None` for a jump to
+    /// another line, whose `LINE` event follows (the jump is turned off).
+    ///
+    /// # Safety
+    /// As [`Recording::line_at`].
+    unsafe fn line_jumped_within(
+        &mut self,
+        code: *mut ffi::PyObject,
+        code_id: u32,
+        from: i32,
+        to: i32,
+    ) -> Option<u32> {
+        // SAFETY: forwarded.
+        let (from_line, to_line) = unsafe {
+            (
+                self.line_at(code, code_id, from),
+                self.line_at(code, code_id, to),
+            )
+        };
+        (from_line == to_line).then_some(to_line)
     }
 
     fn new_frame(&mut self, frame: usize, code: usize) -> FrameState {
