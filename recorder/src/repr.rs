@@ -1688,9 +1688,11 @@ unsafe fn small_int(obj: *mut ffi::PyObject) -> Option<i64> {
 
 /// Appends the decimal digits of `value`; returns how many characters.
 fn push_int(out: &mut String, value: i64) -> usize {
-    let mut buf = [0u8; 20];
     let mut n = value.unsigned_abs();
-    let mut i = buf.len();
+    let len = usize::from(value < 0) + n.checked_ilog10().map_or(1, |d| d as usize + 1);
+    // The sign, if any, is the `-` left at the front.
+    let mut buf = [b'-'; 24];
+    let mut i = len;
     loop {
         i -= 1;
         buf[i] = b'0' + (n % 10) as u8;
@@ -1699,12 +1701,28 @@ fn push_int(out: &mut String, value: i64) -> usize {
             break;
         }
     }
-    if value < 0 {
-        out.push('-');
+    push_ascii_prefix(out, &buf, len);
+    len
+}
+
+/// Appends the first `len` bytes of `bytes`, ASCII, to `out` by copying all
+/// `N` into its spare room: a copy of a fixed size is a few moves, one of a
+/// variable size a call to `memcpy` costing more than the digits of a
+/// short int or a remembered float.
+#[inline(always)]
+fn push_ascii_prefix<const N: usize>(out: &mut String, bytes: &[u8; N], len: usize) {
+    let len = len.min(N);
+    debug_assert!(bytes[..len].is_ascii());
+    out.reserve(N);
+    // SAFETY: `reserve` made room for `N` more bytes; the first `len` of
+    // them are ASCII, so the string stays UTF-8, and the rest lie beyond
+    // its new length.
+    unsafe {
+        let vec = out.as_mut_vec();
+        let end = vec.len();
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), vec.as_mut_ptr().add(end), N);
+        vec.set_len(end + len);
     }
-    // SAFETY: ASCII digits only.
-    out.push_str(unsafe { std::str::from_utf8_unchecked(&buf[i..]) });
-    buf.len() - i + usize::from(value < 0)
 }
 
 /// Slots of the float repr cache: 2^8 (10 KB per thread).
@@ -1785,8 +1803,8 @@ impl FloatReprs {
         // SAFETY: this thread's cache (see the type), borrowed for the call.
         let entry = unsafe { &mut (*self.0).slots[slot] };
         if entry.len > 0 && entry.bits == bits {
-            // SAFETY: entries hold what `format_float` wrote: ASCII.
-            out.push_str(unsafe { std::str::from_utf8_unchecked(&entry.text[..entry.len]) });
+            // Entries hold what `format_float` wrote: ASCII.
+            push_ascii_prefix(out, &entry.text, entry.len);
             return;
         }
         let start = out.len();
@@ -1822,9 +1840,12 @@ fn format_float(out: &mut String, value: f64) {
     // layout.
     let mut digits_buffer = zmij::Buffer::new();
     let text = digits_buffer.format_finite(value.abs());
-    if (1e-4..1e16).contains(&value.abs()) && !text.contains('e') {
+    if (1e-4..1e16).contains(&value.abs()) {
         // Where CPython writes the digits without an exponent Żmij does
-        // too, and alike (`0.0001`, `1.5`, `123.0`): no relayout.
+        // too, and alike (`0.0001`, `1.5`, `123.0`): no relayout. (Both
+        // write an exponent only when the decimal point sits more than 16
+        // places right or 4 left of the first digit.)
+        debug_assert!(!text.contains('e'), "{text}");
         out.push_str(text);
         return;
     }
