@@ -512,6 +512,54 @@ def test_bytearrays_changed_in_place_are_recorded_when_their_cut_repr_changes(
     assert recorded == expected
 
 
+DICT_TAIL_PROGRAM = """
+import random
+from chronolog._native import safe_repr
+
+random.seed({seed})
+words = ["alpha", "beta", "gamma", "delta"]  # interned: their hashes are cached
+
+
+def work():
+    nested = {{f"n{{i}}": [i, "x" * i] for i in range(5)}}
+    tracked = [0.5, {{f"k{{i}}": i for i in range(60)}}, {{"inner": nested, "last": "z"}}]
+    targets = [tracked[1], tracked[2], nested, nested["n4"]]
+    print(safe_repr(tracked, 100))
+    for _ in range(200):
+        target = random.choice(targets)
+        if isinstance(target, list):
+            target[random.randrange(len(target))] = random.choice(words + [7, 8.25])
+        else:
+            key = random.choice(list(target)[-3:] + list(target)[:2] + ["new"])
+            target[key] = random.choice(words + [1, 2.5, "w" * random.randint(0, 9)])
+        print(safe_repr(tracked, 100))
+
+
+work()
+"""
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_dicts_at_the_tail_of_a_cut_repr_are_followed_from_their_last_entry(
+    seed: int, tmp_path: Path
+) -> None:
+    program = write_program(tmp_path, DICT_TAIL_PROGRAM.format(seed=seed))
+    done = run_cli("record", "-o", tmp_path / "t.clog", program, cwd=tmp_path)
+    assert done.code == 0, done.err
+    recorded = (
+        chronolog.open(tmp_path / "t.clog")
+        .sql("SELECT repr FROM vars WHERE name = 'tracked' ORDER BY seq")
+        .column(0)
+        .to_pylist()
+    )
+    expected: list[str] = []
+    for printed in done.out.splitlines():
+        if not expected or printed != expected[-1]:
+            expected.append(printed)
+    assert len(expected) > 40
+    assert recorded == expected
+
+
 def test_bytearray_reprs_are_pythons() -> None:
     from chronolog._native import safe_repr
 

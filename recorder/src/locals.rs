@@ -19,7 +19,7 @@ use crate::names::Names;
 use crate::purity::list_bit;
 use crate::repr::{
     FloatReprs, ReprOptions, identity_stamp, is_plain_class, mix, mix_bytes,
-    repr_fixed_by_identity, scalar_summary, sequence_items, short_repr,
+    repr_fixed_by_identity, reversed_items, scalar_summary, sequence_items, short_repr,
 };
 
 /// What a redacted variable's value is recorded as.
@@ -526,7 +526,7 @@ unsafe fn fingerprint_into(value: *mut ffi::PyObject, walk: &mut Walk, depth: us
             walk_items(items, len, walk, depth)
         } else if t == &raw mut ffi::PyDict_Type {
             if walk.backwards {
-                return fingerprint_whole(value, walk, depth);
+                return dict_backwards(value, walk, depth);
             }
             let len = ffi::PyDict_Size(value).max(0) as usize;
             mix(&mut walk.hash, len as u64);
@@ -665,8 +665,60 @@ unsafe fn walk_items(
     Coverage::Whole
 }
 
-/// Dicts and sets cannot be walked backwards: at the tail of a repr, one is
-/// walked whole (forwards, up to a bound) or not vouched for.
+/// A dict at the tail of a repr: from its last entry (see
+/// [`reversed_items`]) until the budget is used, as a list's items are — a
+/// dict of thousands of entries, or of nested dicts, costs what a small
+/// one does.
+///
+/// # Safety
+/// GIL held, `value` an exact dict.
+unsafe fn dict_backwards(value: *mut ffi::PyObject, walk: &mut Walk, depth: usize) -> Coverage {
+    // SAFETY: forwarded; items are borrowed from the pair while no code runs.
+    unsafe {
+        let len = ffi::PyDict_Size(value).max(0) as usize;
+        mix(&mut walk.hash, len as u64);
+        walk.use_chars(1); // `}`
+        let reversed = reversed_items(value);
+        let mut coverage = if reversed.is_null() {
+            Coverage::Unknown
+        } else {
+            Coverage::Whole
+        };
+        let mut first = true;
+        while coverage == Coverage::Whole {
+            let pair = ffi::PyIter_Next(reversed);
+            if pair.is_null() {
+                break;
+            }
+            // `, ` after the pair, `: ` inside it; the value comes first.
+            if !first && !walk.use_more(2) {
+                coverage = Coverage::Prefix;
+            }
+            first = false;
+            for (index, after) in [(1, 2), (0, 0)] {
+                if coverage != Coverage::Whole {
+                    break;
+                }
+                let part = ffi::PyTuple_GetItem(pair, index);
+                coverage = if part.is_null() {
+                    Coverage::Unknown
+                } else {
+                    fingerprint_into(part, walk, depth + 1)
+                };
+                walk.use_chars(after);
+            }
+            ffi::Py_DecRef(pair);
+        }
+        if !reversed.is_null() {
+            ffi::Py_DecRef(reversed);
+        }
+        ffi::PyErr_Clear();
+        coverage
+    }
+}
+
+/// Sets, and small dicts, are not walked backwards: at the tail of a repr,
+/// one is walked whole (forwards, up to a bound) or not vouched for.
 ///
 /// # Safety
 /// GIL held, `value` a valid dict or set.

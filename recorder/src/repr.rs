@@ -368,10 +368,11 @@ pub(crate) unsafe fn repr_fixed_by_identity(obj: *mut ffi::PyObject, user_code: 
 /// for ints of one or two digits (|n| < 2^60), floats, complex numbers,
 /// `None` and booleans; up to a 64-bit hash for longer ints, and for strings
 /// and bytes, whose stamp covers their length and the characters a repr
-/// cut to `max_len` can show. Objects shown as `<Type object at 0x…>` are
-/// told apart by their type; built-ins whose repr shows more than type and
-/// address by what it shows (see [`shown_stamp`]). Different stamps only
-/// cost a rendering and a comparison of text.
+/// cut to `max_len` can show (a str's cached hash, when it has one).
+/// Objects shown as `<Type object at 0x…>` are told apart by their type;
+/// built-ins whose repr shows more than type and address by what it shows
+/// (see [`shown_stamp`]). Different stamps only cost a rendering and a
+/// comparison of text.
 ///
 /// # Safety
 /// GIL held, `obj` valid.
@@ -623,7 +624,8 @@ pub(crate) fn mix_bytes(hash: &mut u64, bytes: &[u8]) {
 }
 
 /// `str` and `bytes`: length, kind and a hash of the bytes at both ends
-/// that a repr cut to `max_len` can show (all of them without a cut).
+/// that a repr cut to `max_len` can show (all of them without a cut) — or,
+/// for a str whose hash CPython has cached, that hash.
 ///
 /// # Safety
 /// GIL held, `obj` an exact str or bytes (`t`).
@@ -646,6 +648,17 @@ unsafe fn text_stamp(obj: *mut ffi::PyObject, t: *mut ffi::PyTypeObject, max_len
                 width,
             )
         };
+        let mut hash = (len as u64) << 3 ^ width as u64;
+        if t == &raw mut ffi::PyUnicode_Type {
+            // A str whose hash CPython has cached (every dict key, every
+            // interned name) is stamped by it, not by reading its text: a
+            // 64-bit hash of the whole text, as for long ints.
+            let cached = (*obj.cast::<ffi::PyASCIIObject>()).hash;
+            if cached != -1 {
+                mix(&mut hash, cached as u64);
+                return hash;
+            }
+        }
         let bytes = std::slice::from_raw_parts(data, len * width);
         let window = if max_len == 0 {
             bytes.len()
@@ -653,7 +666,6 @@ unsafe fn text_stamp(obj: *mut ffi::PyObject, t: *mut ffi::PyTypeObject, max_len
             // Characters a cut repr shows at each end, and some to spare.
             (max_len + 8) * width
         };
-        let mut hash = (len as u64) << 3 ^ width as u64;
         if bytes.len() <= 2 * window {
             mix_bytes(&mut hash, bytes);
         } else {
@@ -661,6 +673,32 @@ unsafe fn text_stamp(obj: *mut ffi::PyObject, t: *mut ffi::PyTypeObject, max_len
             mix_bytes(&mut hash, &bytes[bytes.len() - window..]);
         }
         hash
+    }
+}
+
+/// `reversed(d.items())` of an exact dict (a new reference; null, the
+/// error cleared, if it could not be made): C code over the dict, running
+/// no code of the program, whose pair tuple is reused while no one else
+/// holds it.
+///
+/// # Safety
+/// GIL held, `dict` an exact dict.
+pub(crate) unsafe fn reversed_items(dict: *mut ffi::PyObject) -> *mut ffi::PyObject {
+    // SAFETY: forwarded; the method names are interned once.
+    unsafe {
+        let py = Python::assume_attached();
+        let items = ffi::PyObject_CallMethodNoArgs(dict, pyo3::intern!(py, "items").as_ptr());
+        if items.is_null() {
+            ffi::PyErr_Clear();
+            return ptr::null_mut();
+        }
+        let reversed =
+            ffi::PyObject_CallMethodNoArgs(items, pyo3::intern!(py, "__reversed__").as_ptr());
+        ffi::Py_DecRef(items);
+        if reversed.is_null() {
+            ffi::PyErr_Clear();
+        }
+        reversed
     }
 }
 
@@ -2122,12 +2160,7 @@ impl Tail {
             }
             self.stack.push(obj);
             self.put("}");
-            let items = ffi::PyObject_CallMethod(obj, c"items".as_ptr(), ptr::null());
-            let reversed = if items.is_null() {
-                ptr::null_mut()
-            } else {
-                ffi::PyObject_CallMethod(items, c"__reversed__".as_ptr(), ptr::null())
-            };
+            let reversed = reversed_items(obj);
             let mut remaining = ffi::PyDict_Size(obj);
             if !reversed.is_null() {
                 while !self.done() {
@@ -2145,9 +2178,6 @@ impl Tail {
                     ffi::Py_DecRef(pair);
                 }
                 ffi::Py_DecRef(reversed);
-            }
-            if !items.is_null() {
-                ffi::Py_DecRef(items);
             }
             ffi::PyErr_Clear();
             self.put("{");
