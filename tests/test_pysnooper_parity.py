@@ -107,6 +107,7 @@ def chronolog_changes(program: Path, tmp_path: Path) -> list[tuple[str, str, str
         "pure_lines",
         "pure_lists",
         "pure_loops",
+        "pure_calls",
         # asyncio_app: left out only for time (PySnooper traces all of
         # asyncio itself: 30 s per run).
     ],

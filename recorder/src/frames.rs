@@ -9,10 +9,10 @@
 //! each supported version's layout (64-bit):
 //!
 //! ```text
-//!                      code  previous  globals  locals  localsplus   current frame
-//! 3.11 (trace hook)     32      48        8       24        72       given as a PyFrameObject (f_frame at 24)
-//! 3.12                   0       8       24       40        72       *(*(tstate + 56))   (tstate->cframe->current_frame)
-//! 3.13                   0       8       24       40        72       *(tstate + 72)      (tstate->current_frame)
+//!                      code  previous  globals  builtins  locals  localsplus   current frame
+//! 3.11 (trace hook)     32      48        8        16       24        72       given as a PyFrameObject (f_frame at 24)
+//! 3.12                   0       8       24        32       40        72       *(*(tstate + 56))   (tstate->cframe->current_frame)
+//! 3.13                   0       8       24        32       40        72       *(tstate + 72)      (tstate->current_frame)
 //! ```
 //!
 //! [`Layout::detect`] checks every offset against the public API on a live
@@ -69,6 +69,7 @@ pub(crate) struct Layout {
     #[cfg_attr(not(Py_3_12), allow(dead_code, reason = "read by the 3.12+ backend"))]
     previous: usize,
     globals: usize,
+    builtins: usize,
     locals: usize,
     localsplus: usize,
     current: CurrentFrame,
@@ -98,6 +99,7 @@ impl Layout {
                     code: 32,
                     previous: 48,
                     globals: 8,
+                    builtins: 16,
                     locals: 24,
                     localsplus: 72,
                     current: CurrentFrame::FromHook,
@@ -107,6 +109,7 @@ impl Layout {
                     code: 0,
                     previous: 8,
                     globals: 24,
+                    builtins: 32,
                     locals: 40,
                     localsplus: 72,
                     current: if version == (3, 12) {
@@ -134,11 +137,16 @@ impl Layout {
                 layout.bytecode = at.wrapping_sub(code as usize).wrapping_sub(lasti);
             }
             let globals = ffi::PyFrame_GetGlobals(frame);
+            let builtins = ffi::PyFrame_GetBuiltins(frame);
             let matches = !interpreter.is_null()
                 && (64..=1024).contains(&layout.bytecode)
                 && layout.bytecode % 8 == 0
                 && layout.code(interpreter) == code.cast()
                 && layout.globals(interpreter) == globals
+                && *interpreter
+                    .add(layout.builtins)
+                    .cast::<*mut ffi::PyObject>()
+                    == builtins
                 && match layout.current {
                     CurrentFrame::FromHook => {
                         *frame.cast::<u8>().add(FRAME_OBJECT_TRACE_LINES_311) == 1
@@ -153,6 +161,7 @@ impl Layout {
                 };
             ffi::Py_DecRef(code.cast());
             ffi::Py_DecRef(globals);
+            ffi::Py_DecRef(builtins);
             if !matches {
                 return Err(format!(
                     "this build of CPython {}.{} has a frame layout chronolog does not know",
@@ -244,6 +253,22 @@ impl Layout {
     pub(crate) unsafe fn globals(&self, frame: InterpreterFrame) -> *mut ffi::PyObject {
         // SAFETY: checked offset.
         unsafe { *frame.add(self.globals).cast::<*mut ffi::PyObject>() }
+    }
+
+    /// The frame's globals and builtins are exact dicts: `LOAD_GLOBAL` then
+    /// looks names up without running code of the program (a subclass's
+    /// `__missing__` could run any).
+    ///
+    /// # Safety
+    /// GIL held; `frame` live.
+    pub(crate) unsafe fn names_are_plain_dicts(&self, frame: InterpreterFrame) -> bool {
+        // SAFETY: checked offsets; both point to live objects.
+        unsafe {
+            [self.globals, self.builtins].into_iter().all(|offset| {
+                let dict = *frame.add(offset).cast::<*mut ffi::PyObject>();
+                !dict.is_null() && ffi::PyDict_CheckExact(dict) != 0
+            })
+        }
     }
 
     /// The frame's locals mapping (module and class bodies: their

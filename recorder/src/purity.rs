@@ -14,10 +14,12 @@
 //! of those — on which these instructions run no Python code), subscripts
 //! it (an exact list, tuple or str: `x = items[i]` moves an item), or
 //! changes it in place (`v[0] = x`, `v[i:j] = w`, `del v[i]`, `v += w`: a
-//! plain list). A call, an attribute, a global, or an operation on a value
-//! the line did not load itself makes a line impure; so does any
-//! instruction without a line (CPython runs them between line events) that
-//! is not a no-op and can be reached without an exception: a code object
+//! plain list). An attribute, or an operation on a value the line did not
+//! load itself makes a line impure, and so does a call unless it is
+//! observed (3.12+: see [`CallWindow`]; a global may be moved or called);
+//! so does any instruction without a line (CPython runs them between line
+//! events) that is not a no-op and can be reached without an exception: a
+//! code object
 //! with one has no pure line at all. (Cleanup code reached only through an
 //! exception handler runs after a `raise` event, which compares every
 //! local; the prelude before the first `RESUME` — a closure's
@@ -49,6 +51,10 @@
 //! compares them all, and so does the next event after a garbage
 //! collection ran during the line (the allocation of a list by a slice can
 //! start one on 3.11, and int formatting can run a pending one).
+//!
+//! A pure line is used only where it saves comparing a few locals (see
+//! [`LineFacts::worth_it`]): its checks cost about what comparing the
+//! locals of a small method does.
 //!
 //! What this cannot see: a local written from outside the frame while a
 //! pure line runs — by a debugger's hook at that line's event (`pdb`'s
@@ -123,6 +129,13 @@ enum Op {
     /// `FOR_ITER`: the next item of the iterator on top, or (exhausted)
     /// a jump with the iterator popped.
     ForIter,
+    /// `LOAD_GLOBAL` (3.12+): a global, after a `NULL` when `oparg & 1`.
+    LoadGlobal,
+    /// `PUSH_NULL` (3.12+).
+    PushNull,
+    /// `CALL oparg` (3.12+): pops the callable, `self` or `NULL`, and
+    /// `oparg` arguments; pushes what the callee returns.
+    Call,
 }
 
 /// The instructions a pure line may hold, by name (3.11–3.13; a name the
@@ -182,6 +195,14 @@ const OPS: &[(&str, Op)] = &[
     ("FOR_ITER", Op::ForIter),
     ("RETURN_VALUE", Op::Return),
     ("RETURN_CONST", Op::ReturnConst),
+];
+
+/// Calls (3.12+; 3.11's `PRECALL` leaves its calls impure): observed at
+/// run time, see [`CallWindow`].
+const CALL_OPS: &[(&str, Op)] = &[
+    ("LOAD_GLOBAL", Op::LoadGlobal),
+    ("PUSH_NULL", Op::PushNull),
+    ("CALL", Op::Call),
 ];
 
 /// `BINARY_OP`'s first in-place operator (`NB_INPLACE_ADD`, 3.11–3.13).
@@ -273,7 +294,12 @@ impl Opcodes {
                 };
             }
         }
-        for &(name, op) in OPS {
+        let calls: &[(&str, Op)] = if py.version_info() >= (3, 12) {
+            CALL_OPS
+        } else {
+            &[]
+        };
+        for &(name, op) in OPS.iter().chain(calls) {
             if let Ok(number) = opmap.get_item(name).and_then(|n| n.extract::<u8>()) {
                 opcodes.ops[usize::from(number)] = op;
             }
@@ -367,9 +393,34 @@ struct LineFacts {
     checks: Vec<StackCheck>,
     /// A path jumps backward: CPython may run other threads there.
     interrupts: bool,
+    /// `CALL`s run (the line has one path when there are any).
+    calls: u8,
+    /// The line loads a global.
+    globals: bool,
+    /// Paths run through the line.
+    paths: u32,
 }
 
 impl LineFacts {
+    /// Whether starting the line as pure costs less than what it saves,
+    /// in a code object of `slots` local slots: comparing the locals it
+    /// neither stores nor changes (a few instructions each, more for a
+    /// container), against checking what it needs when it starts (more
+    /// when it loads globals or calls functions, whose events are then
+    /// watched).
+    fn worth_it(&self, slots: usize) -> bool {
+        let mut compared: Vec<u16> = self.stores.iter().chain(&self.mutates).copied().collect();
+        compared.sort_unstable();
+        compared.dedup();
+        let saved = slots.saturating_sub(compared.len());
+        let least = if self.calls > 0 || self.globals {
+            MIN_SAVED_WATCHING_CALLS
+        } else {
+            MIN_SAVED
+        };
+        saved >= least
+    }
+
     fn need(&mut self, slot: u16, need: Need) {
         match self.needs.iter_mut().find(|(s, _)| *s == slot) {
             Some((_, known)) => *known = (*known).max(need),
@@ -690,6 +741,31 @@ impl Run<'_> {
             Op::Return => {
                 self.pop();
             }
+            Op::LoadGlobal => {
+                if oparg & 1 != 0 {
+                    self.push(Val::Opaque);
+                }
+                // Any object, held by the globals: it may be called or
+                // moved, not operated on.
+                self.facts.globals = true;
+                self.push(Val::Opaque);
+            }
+            Op::PushNull => self.push(Val::Opaque),
+            Op::Call => {
+                // Arguments of any kind move into the callee's frame, and
+                // the callable is released after the call: each is held
+                // elsewhere, or checked when the callee returns.
+                for _ in 0..oparg {
+                    self.pop();
+                }
+                for _ in 0..2 {
+                    let value = self.pop();
+                    self.facts.dropped(value);
+                }
+                self.facts.calls = self.facts.calls.saturating_add(1);
+                // Plain: every value returned during the line is checked.
+                self.push(Val::Plain);
+            }
         }
     }
 }
@@ -705,6 +781,10 @@ pub(crate) struct PureLines {
     /// first pure entry.
     by_line: Box<[u32]>,
     spans: Box<[Span]>,
+    /// By span: how many times in a row its calls were not all observed
+    /// (see [`CallWindow`]); at [`MAX_UNOBSERVED`] it is not started again
+    /// (it calls a C function, or code out of scope, each time).
+    unobserved: Box<[std::cell::Cell<u8>]>,
     slots: Box<[u16]>,
     checks: Box<[StackCheck]>,
     /// The code's local slots and stack size: where its stack is.
@@ -729,14 +809,43 @@ struct Span {
     /// The last entry of its line.
     last: bool,
     interrupts: bool,
+    /// The `CALL`s it runs.
+    calls: u8,
+    /// It loads globals or calls functions: see [`PureLines::may_watch`].
+    watches: bool,
 }
 
 /// [`Span::entry`] of the only entry of a line.
 const ANY_ENTRY: u32 = u32::MAX;
 
+/// The fewest locals a pure line must leave uncompared (see
+/// [`LineFacts::worth_it`]), and a line that loads globals or calls
+/// functions (see [`CallWindow`]).
+const MIN_SAVED: usize = 2;
+const MIN_SAVED_WATCHING_CALLS: usize = 4;
+
+/// See [`PureLines::unobserved`]: one miss is expected, the first call
+/// of a function (seen by the slow path).
+const MAX_UNOBSERVED: u8 = 3;
+
 /// One pure line (an index into its [`PureLines`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct PureLine(u32);
+pub(crate) struct PureLine(std::num::NonZeroU32);
+
+impl PureLine {
+    /// (Stored plus one: an `Option<PureStep>` takes no more room than a
+    /// step.)
+    fn new(index: u32) -> Option<PureLine> {
+        index
+            .checked_add(1)
+            .and_then(std::num::NonZeroU32::new)
+            .map(PureLine)
+    }
+
+    fn index(self) -> usize {
+        self.0.get() as usize - 1
+    }
+}
 
 /// The most instructions the paths through one entry of a line may run
 /// on the abstract stack (conditions multiply paths).
@@ -793,6 +902,7 @@ impl Code<'_> {
                 continue;
             }
             seen.push(path.clone());
+            facts.paths += 1;
             let mut run = Run {
                 facts: &mut facts,
                 stack: path.stack,
@@ -863,6 +973,12 @@ impl Code<'_> {
                 }
                 index += 1;
             }
+        }
+        if facts.calls > 0 {
+            // Each `CALL` runs once (see `PureStep`), and CPython may run
+            // other threads when a function starts.
+            facts.impure |= facts.paths > 1 || facts.calls == u8::MAX;
+            facts.interrupts = true;
         }
         facts
     }
@@ -971,7 +1087,8 @@ impl PureLines {
             let mut pure = Vec::new();
             for &index in &starts {
                 let facts = code_info.run_entry(index, line, slot, plain_const);
-                if !facts.impure {
+                let worth = facts.worth_it(slots);
+                if !facts.impure && worth {
                     pure.push((code_info.all[index].0, facts));
                 }
             }
@@ -1000,6 +1117,7 @@ impl PureLines {
         }
         found.first = first;
         found.by_line = lines.into();
+        found.unobserved = spans.iter().map(|_| std::cell::Cell::new(0)).collect();
         found.spans = spans.into();
         found.slots = all_slots.into();
         found.checks = all_checks.into();
@@ -1011,7 +1129,7 @@ impl PureLines {
     pub(crate) fn line(&self, line: u32) -> Option<PureLine> {
         let index = line.checked_sub(self.first)? as usize;
         match self.by_line.get(index) {
-            Some(&n) if n > 0 => Some(PureLine(n - 1)),
+            Some(&n) if n > 0 => PureLine::new(n - 1),
             _ => None,
         }
     }
@@ -1033,6 +1151,36 @@ impl PureLines {
         let Span { start, ends, .. } = *span;
         let start = start as usize;
         &self.slots[start + usize::from(ends[3])..start + usize::from(ends[4])]
+    }
+
+    /// Whether a line that loads globals or calls functions may start as
+    /// pure: the frame's globals and builtins are exact dicts (whose
+    /// lookups run no code of the program), and its calls were not found
+    /// unobserved [`MAX_UNOBSERVED`] times in a row.
+    ///
+    /// # Safety
+    /// GIL held; `frame` live.
+    #[inline(never)]
+    unsafe fn may_watch(&self, line: PureLine, layout: &Layout, frame: InterpreterFrame) -> bool {
+        // SAFETY: forwarded.
+        self.unobserved[line.index()].get() < MAX_UNOBSERVED
+            && unsafe { layout.names_are_plain_dicts(frame) }
+    }
+
+    /// Whether every call of `line` (`calls`) was observed, and every event
+    /// since it started until event `seq` (see [`CallWindow`]), counting
+    /// the line's misses in a row.
+    #[inline(never)]
+    fn calls_observed(&self, line: PureLine, calls: u8, window: CallWindow, seq: u64) -> bool {
+        let misses = &self.unobserved[line.index()];
+        let between = (seq as u32).wrapping_sub(window.seq);
+        let observed = window.calls == calls && u32::from(window.observed) == between;
+        misses.set(if observed {
+            0
+        } else {
+            misses.get().saturating_add(1)
+        });
+        observed
     }
 
     /// What `line` needs of the values on the stack.
@@ -1101,6 +1249,8 @@ fn span_of(
         entry: ANY_ENTRY,
         last: false,
         interrupts: facts.interrupts,
+        calls: facts.calls,
+        watches: facts.calls > 0 || facts.globals,
     })
 }
 
@@ -1290,6 +1440,7 @@ pub(crate) fn describe<'py>(code: &Bound<'py, PyAny>) -> PyResult<Bound<'py, pyo
                     .collect();
                 entry.set_item("stack", checks)?;
                 entry.set_item("interrupts", span.interrupts)?;
+                entry.set_item("calls", span.calls)?;
                 entry.set_item("entry", (span.entry != ANY_ENTRY).then_some(span.entry))?;
                 entries.append(entry)?;
                 if span.last {
@@ -1387,6 +1538,39 @@ unsafe fn runs_alone(
             }
         }
         Some(changed)
+    }
+}
+
+/// Whether a frame returning `value` does what an observed call must (see
+/// [`CallWindow`]): the value is plain, and each local it releases (`slots`:
+/// its code's) is plain, or held elsewhere too, so that freeing it runs no
+/// finalizer. Cell and free variables are not looked into: a function
+/// with any is not observed.
+///
+/// # Safety
+/// GIL held; `frame` live, at its return; `value` alive.
+#[cfg(Py_3_12)]
+pub(crate) unsafe fn returns_safely(
+    layout: &Layout,
+    frame: InterpreterFrame,
+    slots: &[(u32, SlotKind)],
+    value: *mut ffi::PyObject,
+) -> bool {
+    // SAFETY: forwarded; the slots are the code's, values borrowed.
+    unsafe {
+        if !is_plain(value) {
+            return false;
+        }
+        let local = |slot: usize| layout.slot(frame, slot, SlotKind::Plain);
+        slots.iter().enumerate().all(|(slot, &(_, kind))| {
+            let v = local(slot);
+            kind == SlotKind::Plain && {
+                v.is_null() || is_plain(v) || {
+                    let holders = (0..slots.len()).filter(|&s| local(s) == v).count();
+                    ffi::Py_REFCNT(v) > holders as ffi::Py_ssize_t
+                }
+            }
+        })
     }
 }
 
@@ -1715,10 +1899,80 @@ pub(crate) fn unwatch_gc(py: Python<'_>) -> PyResult<()> {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct PureStep {
     line: PureLine,
-    /// The lists it changes (see [`list_bit`]).
+    /// [`gc_runs`] when it started (its low bits: 65,536 collections
+    /// during one line that is not a loop are out of reach).
+    gc_runs: u16,
+    /// The line calls functions: its [`CallWindow`] is watched.
+    calls: bool,
+    /// The lists it changes (see [`list_bit`]), and those the lines of the
+    /// functions it calls change.
     changed: u64,
-    /// [`gc_runs`] when it started.
-    gc_runs: u32,
+}
+
+impl PureStep {
+    /// The line calls functions: its [`CallWindow`] is watched.
+    #[inline]
+    pub(crate) fn calls(&self) -> bool {
+        self.calls
+    }
+
+    /// The lists the line changes.
+    #[cfg(Py_3_12)]
+    #[inline]
+    pub(crate) fn changed(&self) -> u64 {
+        self.changed
+    }
+
+    /// A pure line of a function it called changes the lists `changed`.
+    #[cfg(Py_3_12)]
+    #[inline]
+    pub(crate) fn join(&mut self, changed: u64) {
+        self.changed |= changed;
+    }
+}
+
+/// The calls of a pure line under way (3.12+), kept beside its
+/// [`PureStep`] by its frame while it runs.
+///
+/// A line that calls functions stays pure only if every call is
+/// *observed*: each `CALL` starts a recorded Python frame whose caller is
+/// this one (a C function, a class, code out of scope or a callback from
+/// C code starts none, or one whose caller is a C entry frame), and every
+/// event until this frame's next is one of those frames' start, pure
+/// lines and returns ([`CallWindow::observe`]) — their lines' changed
+/// lists join this line's — each returning a plain value and releasing
+/// nothing that could run a finalizer ([`returns_safely`]). Any other
+/// event (an exception, a nested call, another thread's) leaves the count
+/// of observed events short of the events recorded, and the next event
+/// compares every local.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct CallWindow {
+    /// The event sequence number when the line started (the next event's;
+    /// low bits), and the events observed since.
+    seq: u32,
+    observed: u16,
+    /// The calls observed.
+    calls: u8,
+}
+
+impl CallWindow {
+    /// The window of a line starting before event `seq`.
+    pub(crate) fn open(seq: u64) -> CallWindow {
+        CallWindow {
+            seq: seq as u32,
+            observed: 0,
+            calls: 0,
+        }
+    }
+
+    /// An event of a function the line called, observed: its start
+    /// (`call`), a pure line, or a plain return.
+    #[cfg(Py_3_12)]
+    #[inline]
+    pub(crate) fn observe(&mut self, call: bool) {
+        self.calls = self.calls.saturating_add(u8::from(call));
+        self.observed = self.observed.saturating_add(1);
+    }
 }
 
 /// What the event after a pure line compares: the locals it stores and
@@ -1746,7 +2000,7 @@ impl PureLines {
         code: *mut ffi::PyObject,
     ) -> Option<PureStep> {
         let mut line = line;
-        let mut span = &self.spans[line.0 as usize];
+        let mut span = &self.spans[line.index()];
         if span.entry != ANY_ENTRY {
             // SAFETY: forwarded.
             let at = unsafe { layout.instruction(frame, code) };
@@ -1754,26 +2008,52 @@ impl PureLines {
                 if span.last {
                     return None;
                 }
-                line = PureLine(line.0 + 1);
-                span = self.spans.get(line.0 as usize)?;
+                line = PureLine::new(line.index() as u32 + 1)?;
+                span = self.spans.get(line.index())?;
             }
+        }
+        // SAFETY: forwarded.
+        if span.watches && !unsafe { self.may_watch(line, layout, frame) } {
+            return None;
         }
         // SAFETY: forwarded.
         let changed = unsafe { runs_alone(self, span, layout, frame) }?;
         Some(PureStep {
             line,
+            gc_runs: gc_runs() as u16,
+            calls: span.calls > 0,
             changed,
-            gc_runs: gc_runs(),
         })
     }
 
-    /// What the event after `step` compares; `None`: everything (a
-    /// garbage collection ran meanwhile).
+    /// What the event after `step` compares, event `seq` (its calls
+    /// observed in `window`); `None`: everything (a garbage collection ran
+    /// meanwhile, or its calls were not all observed).
     #[inline]
-    pub(crate) fn compared(&self, step: PureStep) -> Option<Compared<'_>> {
-        (step.gc_runs == gc_runs()).then(|| Compared {
-            slots: self.compared_slots(&self.spans[step.line.0 as usize]),
+    pub(crate) fn compared(
+        &self,
+        step: PureStep,
+        window: CallWindow,
+        seq: u64,
+    ) -> Option<Compared<'_>> {
+        let span = &self.spans[step.line.index()];
+        if step.calls && !self.calls_observed(step.line, span.calls, window, seq) {
+            return None;
+        }
+        (step.gc_runs == gc_runs() as u16).then(|| Compared {
+            slots: self.compared_slots(span),
             changed: step.changed,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PureStep;
+
+    #[test]
+    fn a_frame_holds_its_pure_step_in_two_words() {
+        // Every event moves one.
+        assert_eq!(std::mem::size_of::<Option<PureStep>>(), 16);
     }
 }

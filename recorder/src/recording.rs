@@ -35,7 +35,7 @@ use crate::clock::Clock;
 use crate::frames::{InterpreterFrame, Layout, SlotKind};
 use crate::locals::{NamespaceShadow, RecentValues, Shadow, VarSink, diff_namespace};
 use crate::names::Names;
-use crate::purity::{Compared, Opcodes, PureLines, PureStep};
+use crate::purity::{CallWindow, Compared, Opcodes, PureLines, PureStep};
 use crate::repr::ReprOptions;
 use crate::scope::Scope;
 use crate::spinlock::{SpinGuard, SpinLock};
@@ -120,6 +120,12 @@ struct FrameState {
     pure_line: Option<PureStep>,
     /// For module and class bodies: their namespace's variables.
     namespace: Option<Box<NamespaceShadow>>,
+    /// The calls of its pure line under way, when it makes any.
+    calls: CallWindow,
+    /// Called by a pure line of the frame below, which observes this
+    /// frame's events (see `CallWindow`).
+    #[cfg(Py_3_12)]
+    observed_by_caller: bool,
     /// 3.11: the exception pending in the frame (see `tracehook.rs`).
     #[cfg(not(Py_3_12))]
     pub(crate) pending: Option<Pending>,
@@ -187,15 +193,17 @@ impl FrameState {
     }
 }
 
-/// What the event after `step` (a pure line of code `code_id`) compares;
-/// `None`: every local.
+/// What the event `seq` after `step` (a pure line of code `code_id`)
+/// compares; `None`: every local.
+#[inline(always)]
 fn compared_after(
     pure_lines: &[Option<PureLines>],
     code_id: u32,
     step: Option<PureStep>,
+    (calls, seq): (CallWindow, u64),
 ) -> Option<Compared<'_>> {
     let lines = pure_lines.get(code_id as usize)?.as_ref()?;
-    lines.compared(step?)
+    lines.compared(step?, calls, seq)
 }
 
 /// An exception seen in a frame and not yet unwound (3.11, which reports
@@ -217,6 +225,22 @@ struct ThreadState {
     /// Identity of the exception that last left a frame of this thread: a
     /// `raise` of it in the caller is its propagation, not a new raise.
     unwound_exception: u64,
+}
+
+impl ThreadState {
+    /// An event of the top frame, called by a pure line of the frame below
+    /// (see `CallWindow`), observed: a pure line changing the lists
+    /// `changed`, or a plain return.
+    #[cfg(Py_3_12)]
+    #[inline(never)]
+    fn observe_callee(&mut self, changed: u64) {
+        if let [.., caller, _] = &mut self.stack[..]
+            && let Some(waiting) = caller.pure_line.as_mut()
+        {
+            waiting.join(changed);
+            caller.calls.observe(false);
+        }
+    }
 }
 
 /// The recorded threads by key (see `thread_key.rs`), with the last one
@@ -1529,7 +1553,10 @@ impl Recording {
             line: state.map_or(0, |s| s.first_line),
             locals: self.spare_locals.pop().unwrap_or_default(),
             pure_line: None,
+            calls: CallWindow::default(),
             namespace: state.filter(|s| s.is_namespace()).map(|_| Box::default()),
+            #[cfg(Py_3_12)]
+            observed_by_caller: false,
             #[cfg(not(Py_3_12))]
             pending: None,
         }
@@ -1721,6 +1748,7 @@ impl Recording {
             exc_id: at.exc_id,
             exc_context: at.exc_context,
         });
+        let seq = self.seq;
         self.seq += 1;
         // Locals are compared at every event PySnooper compares them at
         // (settrace's call, line, return and exception): an assignment
@@ -1729,7 +1757,7 @@ impl Recording {
         // of the frame runs.
         if self.options.vars && at.kind != EventKind::Handled {
             // SAFETY: forwarded.
-            unsafe { self.diff_locals(py, layout, ident, &at, index, pure_line) };
+            unsafe { self.diff_locals(py, layout, ident, &at, (index, seq), pure_line) };
         }
     }
 
@@ -1744,7 +1772,7 @@ impl Recording {
         layout: &Layout,
         ident: u64,
         at: &EventSite,
-        index: u32,
+        (index, seq): (u32, u64),
         pure_line: Option<PureStep>,
     ) {
         let Some(top) = self
@@ -1754,7 +1782,7 @@ impl Recording {
         else {
             return;
         };
-        let only = compared_after(&self.pure_lines, top.code_id, pure_line);
+        let only = compared_after(&self.pure_lines, top.code_id, pure_line, (top.calls, seq));
         let mut sink = sink!(self, index, at.is_start);
         // SAFETY: forwarded.
         unsafe { top.diff_vars(py, layout, at.frame, &mut sink, &self.code_slots, only) };
@@ -1790,6 +1818,8 @@ impl Recording {
         top.line = line;
         let pure_line = top.pure_line.take();
         let code_id = top.code_id as usize;
+        #[cfg(Py_3_12)]
+        let observed = top.observed_by_caller;
         // SAFETY: forwarded.
         let ts = unsafe { self.top_event(py, layout, slot, EventKind::Line, (0, 0), pure_line) };
         // The line starting now: if it is pure, its next event compares
@@ -1799,9 +1829,20 @@ impl Recording {
             && let Some(pure) = lines.line(line)
             // SAFETY: forwarded.
             && let Some(step) = unsafe { lines.start(pure, layout, frame, code) }
-            && let Some(top) = self.threads.states[slot].stack.last_mut()
         {
-            top.pure_line = Some(step);
+            // A pure line of a function a pure line below called: observed
+            // (see `CallWindow`) — unless it calls functions itself, which
+            // that line's window does not see.
+            #[cfg(Py_3_12)]
+            if observed && !step.calls() {
+                self.threads.states[slot].observe_callee(step.changed());
+            }
+            if let Some(top) = self.threads.states[slot].stack.last_mut() {
+                top.pure_line = Some(step);
+                if step.calls() {
+                    top.calls = CallWindow::open(self.seq);
+                }
+            }
         }
         Some(self.maybe_flush(ts).map(|()| Verdict::Ignore))
     }
@@ -1851,6 +1892,21 @@ impl Recording {
             Some(slot) => slot,
             None => self.threads.slot(crate::thread_key::current())?,
         };
+        // A call from a pure line of the caller on top: observed (see
+        // `PureStep`).
+        #[cfg(Py_3_12)]
+        let observed = kind == EventKind::Call
+            && known.is_some()
+            && self.threads.states[slot]
+                .stack
+                .last_mut()
+                .is_some_and(|caller| {
+                    let watched = caller.pure_line.is_some_and(|step| step.calls());
+                    if watched {
+                        caller.calls.observe(true);
+                    }
+                    watched
+                });
         let state = match resumed
             .then(|| self.suspended.remove(&(frame as usize)))
             .flatten()
@@ -1858,7 +1914,12 @@ impl Recording {
             Some(state) => state,
             None => self.new_frame(frame as usize, code_key),
         };
-        self.threads.states[slot].stack.push(state);
+        let stack = &mut self.threads.states[slot].stack;
+        stack.push(state);
+        #[cfg(Py_3_12)]
+        if observed && let Some(top) = stack.last_mut() {
+            top.observed_by_caller = true;
+        }
         if resumed {
             // SAFETY: forwarded.
             unsafe { self.place_top(slot, code, offset)? };
@@ -1896,6 +1957,18 @@ impl Recording {
         // A pure line's stores are all that can have changed at a return
         // (see `purity.rs`), not at a yield.
         let pure_line = top.pure_line.take().filter(|_| kind == EventKind::Return);
+        let code_id = top.code_id;
+        // The return of a function a pure line below called, after a pure
+        // line of its own: observed when it returns a plain value and
+        // releases nothing that could run code (see `PureStep`).
+        if top.observed_by_caller
+            && pure_line.is_some_and(|step| !step.calls())
+            && let Some(slots) = self.code_slots.get(code_id as usize)
+            // SAFETY: GIL held; `frame` is live, `value` alive.
+            && unsafe { crate::purity::returns_safely(layout, frame, slots, value) }
+        {
+            self.threads.states[slot].observe_callee(0);
+        }
         // SAFETY: GIL held; `value` is alive for the call.
         let (arg, arg_type) = unsafe { sink!(self, 0, false).value_ref(py, value) };
         // SAFETY: forwarded.
@@ -1978,8 +2051,9 @@ impl Recording {
             return self.clock.now_ns();
         };
         let ts = self.clock.now_ns();
+        let seq = self.seq;
         let index = self.rows.push_event(Event {
-            seq: self.seq,
+            seq,
             ts_ns: ts,
             thread: thread.id,
             kind: kind as u8,
@@ -1995,7 +2069,7 @@ impl Recording {
         self.seq += 1;
         if self.options.vars {
             let mut sink = sink!(self, index, kind == EventKind::Call);
-            let only = compared_after(&self.pure_lines, top.code_id, pure_line);
+            let only = compared_after(&self.pure_lines, top.code_id, pure_line, (top.calls, seq));
             let frame = top.frame as InterpreterFrame;
             // SAFETY: forwarded.
             unsafe { top.diff_vars(py, layout, frame, &mut sink, &self.code_slots, only) };
