@@ -19,10 +19,9 @@
 //! observed (3.12+: see [`CallWindow`]; a global may be moved or called);
 //! so does any instruction without a line (CPython runs them between line
 //! events) that is not a no-op and can be reached without an exception: a
-//! code object
-//! with one has no pure line at all. (Cleanup code reached only through an
-//! exception handler runs after a `raise` event, which compares every
-//! local; the prelude before the first `RESUME` — a closure's
+//! code object with one has no pure line at all. (Cleanup code reached only
+//! through an exception handler runs after a `raise` event, which compares
+//! every local; the prelude before the first `RESUME` — a closure's
 //! `MAKE_CELL`s — runs before the frame's first event.)
 //!
 //! A line is analysed from each place its events come from — where

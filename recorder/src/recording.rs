@@ -1893,7 +1893,7 @@ impl Recording {
             None => self.threads.slot(crate::thread_key::current())?,
         };
         // A call from a pure line of the caller on top: observed (see
-        // `PureStep`).
+        // `CallWindow`).
         #[cfg(Py_3_12)]
         let observed = kind == EventKind::Call
             && known.is_some()
@@ -1960,7 +1960,7 @@ impl Recording {
         let code_id = top.code_id;
         // The return of a function a pure line below called, after a pure
         // line of its own: observed when it returns a plain value and
-        // releases nothing that could run code (see `PureStep`).
+        // releases nothing that could run code (see `CallWindow`).
         if top.observed_by_caller
             && pure_line.is_some_and(|step| !step.calls())
             && let Some(slots) = self.code_slots.get(code_id as usize)
