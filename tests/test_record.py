@@ -490,11 +490,11 @@ work()
 """
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_bytearrays_changed_in_place_are_recorded_when_their_cut_repr_changes(
-    seed: int, tmp_path: Path
-) -> None:
-    program = write_program(tmp_path, BYTEARRAY_PROGRAM.format(seed=seed))
+def tracked_changes(tmp_path: Path, source: str) -> tuple[list[str], list[str]]:
+    """Records `source`, which prints the cut repr of its local `tracked`
+    after every step: the values recorded for `tracked`, and those a change
+    is expected at — each printed repr that differs from the one before."""
+    program = write_program(tmp_path, source)
     done = run_cli("record", "-o", tmp_path / "t.clog", program, cwd=tmp_path)
     assert done.code == 0, done.err
     recorded = (
@@ -503,11 +503,18 @@ def test_bytearrays_changed_in_place_are_recorded_when_their_cut_repr_changes(
         .column(0)
         .to_pylist()
     )
-    # A change each time the cut repr (printed after every step) differs.
     expected: list[str] = []
     for printed in done.out.splitlines():
         if not expected or printed != expected[-1]:
             expected.append(printed)
+    return recorded, expected
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_bytearrays_changed_in_place_are_recorded_when_their_cut_repr_changes(
+    seed: int, tmp_path: Path
+) -> None:
+    recorded, expected = tracked_changes(tmp_path, BYTEARRAY_PROGRAM.format(seed=seed))
     assert len(expected) > 100
     assert recorded == expected
 
@@ -543,19 +550,7 @@ work()
 def test_dicts_at_the_tail_of_a_cut_repr_are_followed_from_their_last_entry(
     seed: int, tmp_path: Path
 ) -> None:
-    program = write_program(tmp_path, DICT_TAIL_PROGRAM.format(seed=seed))
-    done = run_cli("record", "-o", tmp_path / "t.clog", program, cwd=tmp_path)
-    assert done.code == 0, done.err
-    recorded = (
-        chronolog.open(tmp_path / "t.clog")
-        .sql("SELECT repr FROM vars WHERE name = 'tracked' ORDER BY seq")
-        .column(0)
-        .to_pylist()
-    )
-    expected: list[str] = []
-    for printed in done.out.splitlines():
-        if not expected or printed != expected[-1]:
-            expected.append(printed)
+    recorded, expected = tracked_changes(tmp_path, DICT_TAIL_PROGRAM.format(seed=seed))
     assert len(expected) > 40
     assert recorded == expected
 
