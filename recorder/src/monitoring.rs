@@ -210,7 +210,6 @@ const LOCAL_EVENTS: &[&str] = &["LINE", "JUMP", "PY_RETURN", "PY_YIELD", "PY_RES
 
 forward! {
     Throw as on_throw,
-    Raise as on_raise,
     Reraise as on_reraise,
     Handled as on_handled,
     Unwind as on_unwind,
@@ -287,6 +286,34 @@ unsafe extern "C" fn on_jump(
                 let (from, to) = (offset(1)?, offset(2)?);
                 (to <= from).then_some(())?;
                 recorder.jump_event(py, code, frame, from, to)
+            },
+        )
+    }
+}
+
+/// `RAISE`: `(code, offset, exception)`. A raise in the frame on top of
+/// its thread's recorded stack — most are — is taken by
+/// `Recorder::raise_event`, else by [`callback`].
+///
+/// # Safety
+/// As [`callback`].
+unsafe extern "C" fn on_raise(
+    slf: *mut ffi::PyObject,
+    args: *mut *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+) -> *mut ffi::PyObject {
+    // SAFETY: forwarded.
+    unsafe {
+        quick(
+            slf,
+            args,
+            nargs,
+            3,
+            Hook::Raise,
+            |recorder, py, code, frame| {
+                let offset =
+                    crate::repr::int_value(*args.add(1)).and_then(|n| i32::try_from(n).ok())?;
+                recorder.raise_event(py, code, frame, *args.add(2), offset)
             },
         )
     }

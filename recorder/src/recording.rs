@@ -348,6 +348,15 @@ struct Recording {
     spare_locals: Vec<Vec<Shadow>>,
 }
 
+/// What an event of the top frame carries (see [`Recording::top_event`]):
+/// a value (its value ref and type name) and, for an exception, its
+/// identity and that of the exception it was raised handling.
+#[derive(Clone, Copy, Debug, Default)]
+struct Carried {
+    value: (u32, u32),
+    exception: (u64, u64),
+}
+
 /// Where in the code a callback fired: `LINE` gives the line, the other
 /// events a bytecode offset (in bytes).
 #[derive(Clone, Copy, Debug)]
@@ -738,6 +747,29 @@ impl Recorder {
         })
     }
 
+    /// A `raise` in the frame on top of its thread's stack, recorded
+    /// without the general path's steps (see
+    /// `Recording::raise_in_top_frame`); `None` when [`Recorder::dispatch`]
+    /// must take it.
+    ///
+    /// # Safety
+    /// As [`Recorder::dispatch`], `frame` not null, `exception` alive.
+    #[cfg(Py_3_12)]
+    #[inline]
+    pub(crate) unsafe fn raise_event(
+        &self,
+        py: Python<'_>,
+        code: *mut ffi::PyObject,
+        frame: InterpreterFrame,
+        exception: *mut ffi::PyObject,
+        offset: i32,
+    ) -> Option<Verdict> {
+        // SAFETY: forwarded from the caller.
+        self.quick(py, |r, layout| unsafe {
+            r.raise_in_top_frame(py, layout, code, frame, (exception, offset))
+        })
+    }
+
     /// A call or (3.12+) resumption (`kind`) of a code object already in
     /// scope, recorded without the general path's steps (see
     /// `Recording::enter_known_code`); `None` when [`Recorder::dispatch`]
@@ -1088,7 +1120,7 @@ impl Recording {
                 } else {
                     // SAFETY: forwarded.
                     (EventKind::Throw, arg.map(Value::Object), unsafe {
-                        self.exception_id(py, ident, arg, false)
+                        self.exception_id(py, self.unwound_exception(ident), arg, false)
                     })
                 };
                 // SAFETY: forwarded.
@@ -1157,7 +1189,10 @@ impl Recording {
                 let (exc_id, value) = match arg {
                     Some(exception) => (
                         // SAFETY: forwarded.
-                        unsafe { self.exception_id(py, ident, arg, hook == Hook::Raise) },
+                        unsafe {
+                            let unwound = self.unwound_exception(ident);
+                            self.exception_id(py, unwound, arg, hook == Hook::Raise)
+                        },
                         Some(Value::Object(exception)),
                     ),
                     None => self.pending_exception(ident),
@@ -1634,16 +1669,40 @@ impl Recording {
             .unwrap_or(0)
     }
 
+    /// The identity of the exception that last left a frame of the thread
+    /// `ident` (0: none).
+    fn unwound_exception(&self, ident: u64) -> u64 {
+        self.threads.get(&ident).map_or(0, |t| t.unwound_exception)
+    }
+
+    /// The value ref and type name of an exception: its message.
+    ///
+    /// # Safety
+    /// GIL held; `exception` alive.
+    unsafe fn exception_value_ref(
+        &mut self,
+        py: Python<'_>,
+        exception: *mut ffi::PyObject,
+    ) -> (u32, u32) {
+        // SAFETY: forwarded.
+        let value = unsafe { Bound::from_borrowed_ptr(py, exception) };
+        self.scratch.clear();
+        crate::repr::exception_message(&value, self.options.repr.max_len, &mut self.scratch);
+        let value_ref = self.rows.batch.values.push(&self.scratch);
+        (value_ref, self.type_name(&value))
+    }
+
     /// Identity of the exception `arg`: a new one at its first raise (when
     /// its traceback holds only the raising frame), the same one as it
-    /// propagates, is re-raised or handled.
+    /// propagates, is re-raised or handled. `unwound`: the identity of the
+    /// exception that last left a frame of the thread (0: none).
     ///
     /// # Safety
     /// GIL held; `arg` alive.
     unsafe fn exception_id(
         &mut self,
         py: Python<'_>,
-        ident: u64,
+        unwound: u64,
         arg: Option<*mut ffi::PyObject>,
         raise: bool,
     ) -> u64 {
@@ -1653,8 +1712,7 @@ impl Recording {
         // 3.11 attaches the traceback to the exception only when a handler
         // catches it, so a propagating exception can look freshly raised:
         // the thread's last unwound exception tells it apart.
-        let propagating =
-            known.is_some() && known == self.threads.get(&ident).map(|t| t.unwound_exception);
+        let propagating = known.is_some_and(|id| id == unwound);
         // SAFETY: forwarded.
         let exception = unsafe { Bound::from_borrowed_ptr(py, exc) };
         let fresh = raise && !propagating && traceback_len(&exception) <= 1;
@@ -1715,18 +1773,10 @@ impl Recording {
                 .filter(|_| at.kind == EventKind::Return);
         }
         let (arg_ref, arg_type) = match &at.value {
-            Some(Value::Object(value)) if at.exc_id != 0 => {
-                // SAFETY: GIL held; `value` is alive for this call.
-                let value = unsafe { Bound::from_borrowed_ptr(py, *value) };
-                self.scratch.clear();
-                crate::repr::exception_message(
-                    &value,
-                    self.options.repr.max_len,
-                    &mut self.scratch,
-                );
-                let value_ref = self.rows.batch.values.push(&self.scratch);
-                (value_ref, self.type_name(&value))
-            }
+            // SAFETY: GIL held; `value` is alive for this call.
+            Some(Value::Object(value)) if at.exc_id != 0 => unsafe {
+                self.exception_value_ref(py, *value)
+            },
             // SAFETY: GIL held; `value` is alive for this call.
             Some(Value::Object(value)) => unsafe { sink!(self, 0, false).value_ref(py, *value) },
             Some(Value::Rendered { type_name, text }) => {
@@ -1821,7 +1871,16 @@ impl Recording {
         #[cfg(Py_3_12)]
         let observed = top.observed_by_caller;
         // SAFETY: forwarded.
-        let ts = unsafe { self.top_event(py, layout, slot, EventKind::Line, (0, 0), pure_line) };
+        let ts = unsafe {
+            self.top_event(
+                py,
+                layout,
+                slot,
+                EventKind::Line,
+                Carried::default(),
+                pure_line,
+            )
+        };
         // The line starting now: if it is pure, its next event compares
         // only what it stores.
         if self.options.vars
@@ -1925,7 +1984,7 @@ impl Recording {
             unsafe { self.place_top(slot, code, offset)? };
         }
         // SAFETY: forwarded.
-        let ts = unsafe { self.top_event(py, layout, slot, kind, (0, 0), None) };
+        let ts = unsafe { self.top_event(py, layout, slot, kind, Carried::default(), None) };
         Some(self.maybe_flush(ts).map(|()| Verdict::Ignore))
     }
 
@@ -1972,7 +2031,11 @@ impl Recording {
         // SAFETY: GIL held; `value` is alive for the call.
         let (arg, arg_type) = unsafe { sink!(self, 0, false).value_ref(py, value) };
         // SAFETY: forwarded.
-        let ts = unsafe { self.top_event(py, layout, slot, kind, (arg, arg_type), pure_line) };
+        let carried = Carried {
+            value: (arg, arg_type),
+            ..Carried::default()
+        };
+        let ts = unsafe { self.top_event(py, layout, slot, kind, carried, pure_line) };
         match self.threads.states[slot].stack.pop() {
             Some(state) if kind == EventKind::Yield => {
                 self.suspended.insert(state.frame, state);
@@ -1980,6 +2043,48 @@ impl Recording {
             Some(state) => self.recycle(state),
             None => {}
         }
+        Some(self.maybe_flush(ts).map(|()| Verdict::Ignore))
+    }
+
+    /// A `raise` in the frame on top of its thread's stack (3.12+), as the
+    /// general path records it (the exception's identity, the one it was
+    /// raised handling, its message; every local compared) in one pass.
+    /// `None` when that path must run.
+    ///
+    /// # Safety
+    /// As [`Recorder::dispatch`]; `exception` alive.
+    #[cfg(Py_3_12)]
+    #[inline]
+    unsafe fn raise_in_top_frame(
+        &mut self,
+        py: Python<'_>,
+        layout: &Layout,
+        code: *mut ffi::PyObject,
+        frame: InterpreterFrame,
+        (exception, offset): (*mut ffi::PyObject, i32),
+    ) -> Option<Result<Verdict, String>> {
+        if exception.is_null() {
+            return None;
+        }
+        let slot = self.top_slot(code, frame)?;
+        // SAFETY: forwarded.
+        unsafe { self.place_top(slot, code, offset)? };
+        let thread = &mut self.threads.states[slot];
+        let unwound = thread.unwound_exception;
+        // Any pure line under way ends here: every local is compared.
+        thread.stack.last_mut()?.pure_line = None;
+        // SAFETY: forwarded.
+        let carried = unsafe {
+            Carried {
+                exception: (
+                    self.exception_id(py, unwound, Some(exception), true),
+                    self.exception_context(py, exception),
+                ),
+                value: self.exception_value_ref(py, exception),
+            }
+        };
+        // SAFETY: forwarded.
+        let ts = unsafe { self.top_event(py, layout, slot, EventKind::Raise, carried, None) };
         Some(self.maybe_flush(ts).map(|()| Verdict::Ignore))
     }
 
@@ -2041,7 +2146,7 @@ impl Recording {
         layout: &Layout,
         slot: usize,
         kind: EventKind,
-        (arg, arg_type): (u32, u32),
+        carried: Carried,
         pure_line: Option<PureStep>,
     ) -> u64 {
         let thread = &mut self.threads.states[slot];
@@ -2061,10 +2166,10 @@ impl Recording {
             depth,
             code: top.code_id,
             line: top.line,
-            arg,
-            arg_type,
-            exc_id: 0,
-            exc_context: 0,
+            arg: carried.value.0,
+            arg_type: carried.value.1,
+            exc_id: carried.exception.0,
+            exc_context: carried.exception.1,
         });
         self.seq += 1;
         if self.options.vars {
