@@ -26,8 +26,9 @@ pub(crate) struct Clock {
 #[cfg(target_arch = "x86_64")]
 #[derive(Debug)]
 struct Counter {
-    /// Counter value at `start`.
+    /// Counter and nanoseconds since `start` when it was calibrated from.
     origin: u64,
+    origin_ns: u64,
     /// Counter and nanoseconds at the last anchor.
     anchor_ticks: u64,
     anchor_ns: u64,
@@ -83,7 +84,10 @@ impl Clock {
         #[cfg(target_arch = "x86_64")]
         let counter = use_counter
             .then(|| {
-                let origin = ticks();
+                // Both ends of the calibration are paired readings: a
+                // thread preempted between `start` and a lone first
+                // reading would skew the scale by the time it lost.
+                let (origin, origin_ns) = paired_reading(start);
                 let calibration = Duration::from_micros(200);
                 while start.elapsed() < calibration {
                     std::hint::spin_loop();
@@ -91,9 +95,10 @@ impl Clock {
                 let (now_ticks, ns) = paired_reading(start);
                 Some(Counter {
                     origin,
+                    origin_ns,
                     anchor_ticks: now_ticks,
                     anchor_ns: ns,
-                    scale: scale(ns, now_ticks.wrapping_sub(origin))?,
+                    scale: scale(ns.saturating_sub(origin_ns), now_ticks.wrapping_sub(origin))?,
                 })
             })
             .flatten();
@@ -127,7 +132,10 @@ impl Clock {
         #[cfg(target_arch = "x86_64")]
         if let Some(c) = &mut self.counter {
             let (now_ticks, ns) = paired_reading(self.start);
-            if let Some(scale) = scale(ns, now_ticks.wrapping_sub(c.origin)) {
+            if let Some(scale) = scale(
+                ns.saturating_sub(c.origin_ns),
+                now_ticks.wrapping_sub(c.origin),
+            ) {
                 c.scale = scale;
             }
             c.anchor_ticks = now_ticks;
