@@ -250,11 +250,7 @@ unsafe extern "C" fn on_line(
             nargs,
             2,
             Hook::Line,
-            |recorder, py, code, frame| {
-                let line =
-                    crate::repr::int_value(*args.add(1)).and_then(|n| u32::try_from(n).ok())?;
-                recorder.line_event(py, code, frame, line)
-            },
+            |recorder, py, code, frame| recorder.line_event(py, code, frame, small_arg(args, 1)?),
         )
     }
 }
@@ -280,15 +276,23 @@ unsafe extern "C" fn on_jump(
             3,
             Hook::Jump,
             |recorder, py, code, frame| {
-                let offset = |k: usize| {
-                    crate::repr::int_value(*args.add(k)).and_then(|n| i32::try_from(n).ok())
-                };
-                let (from, to) = (offset(1)?, offset(2)?);
+                let (from, to): (i32, i32) = (small_arg(args, 1)?, small_arg(args, 2)?);
                 (to <= from).then_some(())?;
                 recorder.jump_event(py, code, frame, from, to)
             },
         )
     }
+}
+
+/// Argument `k` of a callback (a line or an offset), when it is an int
+/// that fits `T`.
+///
+/// # Safety
+/// `args` holds more than `k` arguments, each alive.
+#[inline(always)]
+unsafe fn small_arg<T: TryFrom<i64>>(args: *mut *mut ffi::PyObject, k: usize) -> Option<T> {
+    // SAFETY: forwarded.
+    unsafe { crate::repr::int_value(*args.add(k)) }.and_then(|n| T::try_from(n).ok())
 }
 
 /// `RAISE`: `(code, offset, exception)`. A raise in the frame on top of
@@ -311,9 +315,7 @@ unsafe extern "C" fn on_raise(
             3,
             Hook::Raise,
             |recorder, py, code, frame| {
-                let offset =
-                    crate::repr::int_value(*args.add(1)).and_then(|n| i32::try_from(n).ok())?;
-                recorder.raise_event(py, code, frame, *args.add(2), offset)
+                recorder.raise_event(py, code, frame, *args.add(2), small_arg(args, 1)?)
             },
         )
     }
@@ -335,8 +337,7 @@ macro_rules! frame_callbacks {
                 // SAFETY: forwarded.
                 unsafe {
                     quick(slf, args, nargs, $nargs, Hook::$hook, |recorder, py, code, frame| {
-                        let offset = crate::repr::int_value(*args.add(1))
-                            .and_then(|n| i32::try_from(n).ok())?;
+                        let offset = small_arg(args, 1)?;
                         match $nargs {
                             2 => recorder.enter_event(py, EventKind::$kind, code, frame, offset),
                             _ => recorder.leave_event(
