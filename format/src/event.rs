@@ -396,7 +396,7 @@ pub struct EventBatch {
 
 impl EventBatch {
     /// An empty batch with room for `events` events and `vars` variable
-    /// changes (filling a batch from empty would reallocate every column
+    /// changes and their values (filling a batch from empty would reallocate every column
     /// about twenty times).
     pub fn with_capacity(events: usize, vars: usize) -> EventBatch {
         EventBatch {
@@ -417,7 +417,12 @@ impl EventBatch {
             var_change: Vec::with_capacity(vars),
             var_value: Vec::with_capacity(vars),
             var_type: Vec::with_capacity(vars),
-            values: Values::default(),
+            values: Values {
+                // Most values are short scalars: 16 bytes a change leaves
+                // a few doublings for the long ones.
+                text: String::with_capacity(vars * 16),
+                ends: Vec::with_capacity(vars),
+            },
             checkpoint: None,
         }
     }

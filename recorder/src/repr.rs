@@ -71,12 +71,13 @@ pub(crate) unsafe fn short_repr(obj: *mut ffi::PyObject, options: ReprOptions, o
         || t == &raw mut ffi::PyDict_Type
         || t == &raw mut ffi::PySet_Type
         || t == &raw mut ffi::PyFrozenSet_Type;
+    let scratch = Scratch::here();
     let mut buffers = if container {
-        BUFFERS.take()
+        scratch.take_buffers()
     } else {
         Buffers::default()
     };
-    let floats = FloatReprs::here();
+    let floats = scratch.floats();
     let mut head = Head::new(limit, options.user_code, floats);
     head.text = std::mem::take(out);
     head.stack = std::mem::take(&mut buffers.stack);
@@ -88,12 +89,12 @@ pub(crate) unsafe fn short_repr(obj: *mut ffi::PyObject, options: ReprOptions, o
     buffers.stack = std::mem::take(&mut head.stack);
     if max_len == 0 || chars <= max_len {
         if container {
-            BUFFERS.set(buffers);
+            scratch.put_buffers(buffers);
         }
         return;
     }
     if !container {
-        buffers = BUFFERS.take();
+        buffers = scratch.take_buffers();
     }
     let left = max_len.saturating_sub(3) / 2;
     let right = max_len.saturating_sub(3) - left;
@@ -108,7 +109,7 @@ pub(crate) unsafe fn short_repr(obj: *mut ffi::PyObject, options: ReprOptions, o
     // SAFETY: forwarded from the caller.
     unsafe { tail.render(obj) };
     tail.finish_into(out, &mut buffers);
-    BUFFERS.set(buffers);
+    scratch.put_buffers(buffers);
 }
 
 /// The longest repr of a float (`-2.2250738585072014e-308`).
@@ -182,10 +183,6 @@ struct Buffers {
     reversed: Vec<u8>,
     /// The tail's scratch piece.
     piece: String,
-}
-
-thread_local! {
-    static BUFFERS: std::cell::Cell<Buffers> = std::cell::Cell::new(Buffers::default());
 }
 
 /// Cuts an arbitrary text the same way (for texts computed elsewhere).
@@ -1774,36 +1771,81 @@ struct FloatRepr {
     text: [u8; MAX_FLOAT_REPR],
 }
 
-/// The cache, and a buffer for reprs rendered only to be remembered.
+/// Reprs of recently rendered floats, by their bits (direct-mapped), and a
+/// buffer for reprs rendered only to be remembered. A container is rendered
+/// again when one of its items changed: its other floats are the same
+/// values as last time (nbody's lists change one coordinate per line), and
+/// the shortest digits plus CPython's layout cost ~270 instructions per
+/// float against ~30 for a hit.
 struct FloatSlots {
     slots: [FloatRepr; 1 << FLOAT_REPRS_BITS],
     scratch: String,
 }
 
+/// What rendering keeps per thread: the float repr cache and the buffers
+/// one cut repr leaves for the next. One thread-local, looked up once per
+/// rendering (each lookup is a call in a shared library; the buffers and
+/// the cache in two lazily set-up thread-locals cost ~150 instructions per
+/// container rendered).
+struct ScratchSlots {
+    floats: FloatSlots,
+    buffers: Buffers,
+}
+
 thread_local! {
-    /// Reprs of recently rendered floats, by their bits (direct-mapped).
-    /// A container is rendered again when one of its items changed: its
-    /// other floats are the same values as last time (nbody's lists change
-    /// one coordinate per line), and the shortest digits plus CPython's
-    /// layout cost ~270 instructions per float against ~30 for a hit.
-    static FLOAT_REPRS: std::cell::UnsafeCell<FloatSlots> = const {
-        std::cell::UnsafeCell::new(FloatSlots {
-            slots: [FloatRepr { bits: 0, len: 0, text: [0; MAX_FLOAT_REPR] }; 1 << FLOAT_REPRS_BITS],
-            scratch: String::new(),
+    static SCRATCH: std::cell::UnsafeCell<ScratchSlots> = const {
+        std::cell::UnsafeCell::new(ScratchSlots {
+            floats: FloatSlots {
+                slots: [FloatRepr { bits: 0, len: 0, text: [0; MAX_FLOAT_REPR] };
+                    1 << FLOAT_REPRS_BITS],
+                scratch: String::new(),
+            },
+            buffers: Buffers {
+                stack: Vec::new(),
+                reversed: Vec::new(),
+                piece: String::new(),
+            },
         })
     };
 }
 
+/// This thread's [`ScratchSlots`]. Not `Send`: it stays on its thread, and
+/// no reference into it outlives a method call, none of which calls out
+/// (the buffers are moved out while a repr renders: one rendered meanwhile,
+/// by user code with `--unsafe-repr`, finds them taken and starts empty
+/// ones).
+#[derive(Clone, Copy)]
+struct Scratch(*mut ScratchSlots);
+
+impl Scratch {
+    fn here() -> Scratch {
+        Scratch(SCRATCH.with(std::cell::UnsafeCell::get))
+    }
+
+    fn floats(self) -> FloatReprs {
+        // SAFETY: this thread's slots (see the type); a place, no reference.
+        FloatReprs(unsafe { &raw mut (*self.0).floats })
+    }
+
+    fn take_buffers(self) -> Buffers {
+        // SAFETY: this thread's slots, borrowed for the call.
+        std::mem::take(unsafe { &mut (*self.0).buffers })
+    }
+
+    fn put_buffers(self, buffers: Buffers) {
+        // SAFETY: as above.
+        unsafe { (*self.0).buffers = buffers };
+    }
+}
+
 /// This thread's float repr cache, looked up once per rendering or
-/// fingerprint walk (a thread-local lookup is a call in a shared library).
-/// Not `Send`: it stays on its thread, and no reference into the cache
-/// outlives a method call, none of which calls out.
+/// fingerprint walk.
 #[derive(Clone, Copy)]
 pub(crate) struct FloatReprs(*mut FloatSlots);
 
 impl FloatReprs {
     pub(crate) fn here() -> FloatReprs {
-        FloatReprs(FLOAT_REPRS.with(std::cell::UnsafeCell::get))
+        Scratch::here().floats()
     }
 
     fn slot(bits: u64) -> usize {
