@@ -15,6 +15,11 @@
 //! 3.13                   0       8       24        32       40        72       *(tstate + 72)      (tstate->current_frame)
 //! ```
 //!
+//! The thread state the current frame is read from is the interpreter's
+//! only one when it has a single thread (`next` of the first at 8, read
+//! with the GIL), found without CPython's thread-local lookup; else
+//! `PyThreadState_Get`'s.
+//!
 //! [`Layout::detect`] checks every offset against the public API on a live
 //! frame before recording starts, and every event checks that the frame it
 //! reads runs the code object the event is about; a build that disagrees
@@ -46,6 +51,8 @@ const FRAME_OWNED_BY_CSTACK: u8 = 3;
 const INSTRUCTION_OFFSET: usize = 56;
 /// `_PyInterpreterFrame.stacktop` on 3.11–3.13.
 const STACKTOP_OFFSET: usize = 64;
+/// `PyThreadState.next` on 3.11–3.13 (after `prev`).
+const THREAD_STATE_NEXT: usize = 8;
 /// `PyFrameObject.f_frame` on 3.11–3.13.
 const FRAME_OBJECT_INTERPRETER_FRAME: usize = 24;
 /// `PyFrameObject.f_trace_lines` on 3.11.
@@ -75,6 +82,9 @@ pub(crate) struct Layout {
     current: CurrentFrame,
     /// Where a code object's bytecode (`co_code_adaptive`) starts in it.
     bytecode: usize,
+    /// The interpreter recorded (`PyInterpreterState *`): its list of
+    /// thread states tells whether the calling thread is the only one.
+    interpreter: usize,
 }
 
 /// How to read one local slot.
@@ -104,6 +114,7 @@ impl Layout {
                     localsplus: 72,
                     current: CurrentFrame::FromHook,
                     bytecode: 0,
+                    interpreter: ffi::PyInterpreterState_Get() as usize,
                 },
                 (3, 12) | (3, 13) => Layout {
                     code: 0,
@@ -118,6 +129,7 @@ impl Layout {
                         CurrentFrame::Direct(72)
                     },
                     bytecode: 0,
+                    interpreter: ffi::PyInterpreterState_Get() as usize,
                 },
                 (major, minor) => return Err(format!("CPython {major}.{minor} is not supported")),
             };
@@ -142,6 +154,10 @@ impl Layout {
                 && (64..=1024).contains(&layout.bytecode)
                 && layout.bytecode % 8 == 0
                 && layout.code(interpreter) == code.cast()
+                && layout.sole_thread().is_none_or(|only| {
+                    only == ffi::PyThreadState_Get().cast()
+                        && ffi::PyThreadState_Next(only.cast()).is_null()
+                })
                 && layout.globals(interpreter) == globals
                 && *interpreter
                     .add(layout.builtins)
@@ -172,6 +188,24 @@ impl Layout {
         }
     }
 
+    /// The interpreter's only thread state, if it has one thread: then the
+    /// calling thread's, found without CPython's thread-local lookup (a
+    /// call into the shared library's thread-local storage, ~20
+    /// instructions an event).
+    ///
+    /// # Safety
+    /// GIL held, in the interpreter the layout was detected in.
+    #[inline]
+    pub(crate) unsafe fn sole_thread(&self) -> Option<*mut u8> {
+        // SAFETY: the interpreter's list of thread states, read with the
+        // GIL; `next` of its first one.
+        unsafe {
+            let first = ffi::PyInterpreterState_ThreadHead(self.interpreter as *mut _).cast::<u8>();
+            (!first.is_null() && (*first.add(THREAD_STATE_NEXT).cast::<*const u8>()).is_null())
+                .then_some(first)
+        }
+    }
+
     /// The thread's innermost Python frame (3.12+), or null.
     #[cfg_attr(not(Py_3_12), allow(dead_code, reason = "used by the 3.12+ backend"))]
     ///
@@ -180,7 +214,9 @@ impl Layout {
     pub(crate) unsafe fn current(&self) -> InterpreterFrame {
         // SAFETY: checked offsets into the live thread state.
         unsafe {
-            let tstate = ffi::PyThreadState_Get().cast::<u8>();
+            let tstate = self
+                .sole_thread()
+                .unwrap_or_else(|| ffi::PyThreadState_Get().cast());
             match self.current {
                 CurrentFrame::ThroughCFrame(offset) => {
                     let cframe = *tstate.add(offset).cast::<*const InterpreterFrame>();

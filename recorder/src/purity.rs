@@ -1526,7 +1526,9 @@ unsafe fn runs_alone(
                 return None;
             }
         }
-        if span.interrupts && !alone_in_interpreter() {
+        // No other thread can run while this one waits at a backward jump:
+        // it is the only one.
+        if span.interrupts && layout.sole_thread().is_none() {
             return None;
         }
         let mut changed = 0;
@@ -1756,20 +1758,6 @@ unsafe fn unpackable(value: *mut ffi::PyObject, depth: u8) -> bool {
         let tuple = ffi::Py_TYPE(value) == &raw mut ffi::PyTuple_Type;
         let (items, len) = crate::repr::sequence_items(value, tuple);
         len <= MAX_PLAIN_ITEMS && (0..len).all(|i| unpackable(*items.add(i), depth - 1))
-    }
-}
-
-/// No other thread of the interpreter can run while this one waits at a
-/// backward jump: it is the only one.
-///
-/// # Safety
-/// GIL held.
-#[inline]
-unsafe fn alone_in_interpreter() -> bool {
-    // SAFETY: the interpreter's list of thread states, read with the GIL.
-    unsafe {
-        let first = ffi::PyInterpreterState_ThreadHead(ffi::PyInterpreterState_Get());
-        !first.is_null() && ffi::PyThreadState_Next(first).is_null()
     }
 }
 
