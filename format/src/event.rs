@@ -288,15 +288,18 @@ impl Checkpoint {
     }
 }
 
-/// Events as rows, with everything else of their batch — variable
-/// changes, values, checkpoint — in an [`EventBatch`] whose event columns
-/// stay empty. What a producer on a hot path fills (one row written per
-/// event instead of twelve column pushes); [`crate::TraceWriter::write_rows`]
-/// turns the rows into columns on the writer's thread.
+/// Events and variable changes as rows, with everything else of their
+/// batch — values, checkpoint — in an [`EventBatch`] whose event and
+/// variable columns stay empty. What a producer on a hot path fills (one
+/// row written per event instead of twelve column pushes, one per change
+/// instead of five); [`crate::TraceWriter::write_rows`] turns the rows into
+/// columns on the writer's thread.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RowBatch {
     pub events: Vec<Event>,
-    /// Variable changes (`event` indexes `events`), values, checkpoint.
+    /// Variable changes (`event` indexes `events`).
+    pub vars: Vec<VarRecord>,
+    /// Values and checkpoint.
     pub batch: EventBatch,
 }
 
@@ -305,6 +308,7 @@ impl RowBatch {
     pub fn with_capacity(events: usize, vars: usize) -> RowBatch {
         RowBatch {
             events: Vec::with_capacity(events),
+            vars: Vec::with_capacity(vars),
             batch: EventBatch::with_capacity(0, vars),
         }
     }
@@ -327,39 +331,49 @@ impl RowBatch {
         index
     }
 
-    /// Moves the rows into the (empty) event columns of `batch`, keeping
-    /// the rows' allocation.
+    /// Moves the rows into the (empty) event and variable columns of
+    /// `batch`, keeping the rows' allocations.
     pub fn rows_to_columns(&mut self) {
         let batch = &mut self.batch;
-        let n = self.events.len();
         macro_rules! fill {
-            ($($column:ident),*) => {
+            ($rows:expr, $($column:ident <- $field:ident),*) => {
                 $(
-                    batch.$column.reserve(n);
-                    batch.$column.extend(self.events.iter().map(|e| e.$column));
+                    batch.$column.reserve($rows.len());
+                    batch.$column.extend($rows.iter().map(|row| row.$field));
                 )*
             };
         }
         fill!(
-            seq,
-            ts_ns,
-            thread,
-            kind,
-            frame,
-            depth,
-            code,
-            line,
-            arg,
-            arg_type,
-            exc_id,
-            exc_context
+            self.events,
+            seq <- seq,
+            ts_ns <- ts_ns,
+            thread <- thread,
+            kind <- kind,
+            frame <- frame,
+            depth <- depth,
+            code <- code,
+            line <- line,
+            arg <- arg,
+            arg_type <- arg_type,
+            exc_id <- exc_id,
+            exc_context <- exc_context
+        );
+        fill!(
+            self.vars,
+            var_event <- event,
+            var_name <- name,
+            var_change <- change,
+            var_value <- value,
+            var_type <- type_name
         );
         self.events.clear();
+        self.vars.clear();
     }
 
     /// Empties the batch, keeping its allocations for reuse.
     pub fn clear(&mut self) {
         self.events.clear();
+        self.vars.clear();
         self.batch.clear();
     }
 }

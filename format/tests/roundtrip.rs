@@ -92,7 +92,8 @@ fn write(rows: &[Row], batch_size: usize, chunk_events: usize, path: &std::path:
         } else {
             RowBatch::default()
         };
-        assert!(spare.is_empty() && spare.batch.is_empty() && spare.batch.var_len() == 0);
+        assert!(spare.is_empty() && spare.vars.is_empty());
+        assert!(spare.batch.is_empty() && spare.batch.var_len() == 0);
         assert!(spare.batch.values.is_empty() && spare.batch.checkpoint.is_none());
         for (offset, row) in group.iter().enumerate() {
             ts += row.event.ts_ns;
@@ -107,15 +108,19 @@ fn write(rows: &[Row], batch_size: usize, chunk_events: usize, path: &std::path:
                 spare.batch.push_event(&event)
             };
             for (name, change, value) in &row.vars {
-                let batch = &mut spare.batch;
-                let value = value.as_deref().map_or(0, |v| batch.values.push(v));
-                batch.push_var(&VarRecord {
+                let value = value.as_deref().map_or(0, |v| spare.batch.values.push(v));
+                let var = VarRecord {
                     event: index,
                     name: *name,
                     change: *change,
                     value,
                     type_name: name % 3,
-                });
+                };
+                if as_rows {
+                    spare.vars.push(var);
+                } else {
+                    spare.batch.push_var(&var);
+                }
             }
         }
         if as_rows {

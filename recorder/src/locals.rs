@@ -10,7 +10,7 @@
 //! is kept, so an address alone proves nothing: a freed value's address is
 //! soon given to another value.
 
-use chronolog_format::{EventBatch, TraceWriter, VarChange, VarRecord};
+use chronolog_format::{TraceWriter, Values, VarChange, VarRecord};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use rustc_hash::FxHashMap;
@@ -153,7 +153,9 @@ impl RecentValues {
 
 /// Everything needed to record variable changes at one event.
 pub(crate) struct VarSink<'a> {
-    pub(crate) batch: &'a mut EventBatch,
+    /// The batch's variable changes and value texts.
+    pub(crate) vars: &'a mut Vec<VarRecord>,
+    pub(crate) values: &'a mut Values,
     pub(crate) scratch: &'a mut String,
     pub(crate) names: &'a mut Names,
     pub(crate) writer: &'a mut TraceWriter,
@@ -206,7 +208,7 @@ impl VarSink<'_> {
         text: &str,
         stamp: Option<u64>,
     ) -> (u32, u32) {
-        let value_ref = self.batch.values.push(text);
+        let value_ref = self.values.push(text);
         // SAFETY: GIL held; `value` borrowed for the event.
         let bound = unsafe { Bound::from_borrowed_ptr(py, value) };
         let type_name = self.names.type_of(self.writer, &bound);
@@ -258,7 +260,7 @@ impl VarSink<'_> {
         if value.is_null() {
             if previous.bound {
                 previous.bound = false;
-                self.batch.push_var(&VarRecord {
+                self.vars.push(VarRecord {
                     event: self.index,
                     name,
                     change: VarChange::Deleted as u8,
@@ -281,8 +283,8 @@ impl VarSink<'_> {
                 } else {
                     VarChange::New
                 };
-                let value_ref = self.batch.values.push(REDACTED);
-                self.batch.push_var(&VarRecord {
+                let value_ref = self.values.push(REDACTED);
+                self.vars.push(VarRecord {
                     event: self.index,
                     name,
                     change: change as u8,
@@ -323,7 +325,7 @@ impl VarSink<'_> {
             self.recent.get(value as usize, stamp)
         };
         self.scratch.clear();
-        match recent.and_then(|(value_ref, _)| self.batch.values.get(value_ref)) {
+        match recent.and_then(|(value_ref, _)| self.values.get(value_ref)) {
             Some(text) => self.scratch.push_str(text),
             // SAFETY: as above.
             None => unsafe { short_repr(value, self.repr, self.scratch) },
@@ -357,7 +359,7 @@ impl VarSink<'_> {
             Some(found) => found,
             None => self.push_value(py, value, &previous.repr, (!mutable).then_some(stamp)),
         };
-        self.batch.push_var(&VarRecord {
+        self.vars.push(VarRecord {
             event: self.index,
             name,
             change: change as u8,

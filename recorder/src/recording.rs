@@ -982,7 +982,8 @@ fn start_flusher(state: Arc<SpinLock<Option<Recording>>>) -> Arc<SpinLock<Option
 macro_rules! sink {
     ($recording:expr, $index:expr, $is_start:expr) => {
         VarSink {
-            batch: &mut $recording.rows.batch,
+            vars: &mut $recording.rows.vars,
+            values: &mut $recording.rows.batch.values,
             scratch: &mut $recording.scratch,
             names: &mut $recording.names,
             writer: &mut $recording.writer,
