@@ -18,8 +18,8 @@ use rustc_hash::FxHashMap;
 use crate::names::Names;
 use crate::purity::list_bit;
 use crate::repr::{
-    FloatReprs, ReprOptions, identity_stamp, is_plain_class, mix, mix_bytes,
-    repr_fixed_by_identity, reversed_items, scalar_summary, sequence_items, short_repr,
+    FloatReprs, ReprOptions, ReprScratch, identity_stamp, is_plain_class, mix, mix_bytes,
+    repr_fixed_by_identity, reversed_items, scalar_summary, sequence_items, short_repr_in,
 };
 
 /// What a redacted variable's value is recorded as.
@@ -156,7 +156,7 @@ pub(crate) struct VarSink<'a> {
     /// The batch's variable changes and value texts.
     pub(crate) vars: &'a mut Vec<VarRecord>,
     pub(crate) values: &'a mut Values,
-    pub(crate) scratch: &'a mut String,
+    pub(crate) scratch: &'a mut ReprScratch,
     pub(crate) names: &'a mut Names,
     pub(crate) writer: &'a mut TraceWriter,
     pub(crate) repr: ReprOptions,
@@ -189,12 +189,12 @@ impl VarSink<'_> {
         if let Some(found) = stamp.and_then(|stamp| self.recent.get(value as usize, stamp)) {
             return found;
         }
-        let mut text = std::mem::take(self.scratch);
+        let mut text = std::mem::take(&mut self.scratch.text);
         text.clear();
         // SAFETY: forwarded.
-        unsafe { short_repr(value, self.repr, &mut text) };
+        unsafe { short_repr_in(value, self.repr, &mut text, self.scratch.slots()) };
         let found = self.push_value(py, value, &text, stamp);
-        *self.scratch = text;
+        self.scratch.text = text;
         found
     }
 
@@ -311,7 +311,7 @@ impl VarSink<'_> {
         }
         let (fingerprint, reach) = if mutable {
             // SAFETY: as above.
-            unsafe { fingerprint(value, self.repr) }
+            unsafe { fingerprint(value, self.repr, self.scratch.slots().floats()) }
         } else {
             (None, 0)
         };
@@ -324,11 +324,13 @@ impl VarSink<'_> {
         } else {
             self.recent.get(value as usize, stamp)
         };
-        self.scratch.clear();
+        let slots = self.scratch.slots();
+        let text = &mut self.scratch.text;
+        text.clear();
         match recent.and_then(|(value_ref, _)| self.values.get(value_ref)) {
-            Some(text) => self.scratch.push_str(text),
+            Some(recent) => text.push_str(recent),
             // SAFETY: as above.
-            None => unsafe { short_repr(value, self.repr, self.scratch) },
+            None => unsafe { short_repr_in(value, self.repr, text, slots) },
         }
         let change = if !previous.bound {
             if self.is_start {
@@ -336,7 +338,7 @@ impl VarSink<'_> {
             } else {
                 VarChange::New
             }
-        } else if previous.repr == *self.scratch {
+        } else if previous.repr == *text {
             previous.object = value as usize;
             previous.fingerprint = fingerprint;
             previous.fixed = !mutable;
@@ -354,7 +356,7 @@ impl VarSink<'_> {
         previous.reach = reach;
         // The new text becomes the shadow's; the old one's buffer becomes
         // the scratch (cleared before its next use).
-        std::mem::swap(&mut previous.repr, self.scratch);
+        std::mem::swap(&mut previous.repr, text);
         let (value_ref, type_name) = match recent {
             Some(found) => found,
             None => self.push_value(py, value, &previous.repr, (!mutable).then_some(stamp)),
@@ -437,7 +439,11 @@ pub(crate) unsafe fn diff_namespace(
 ///
 /// # Safety
 /// GIL held, `value` valid.
-unsafe fn fingerprint(value: *mut ffi::PyObject, repr: ReprOptions) -> (Option<u64>, u64) {
+unsafe fn fingerprint(
+    value: *mut ffi::PyObject,
+    repr: ReprOptions,
+    floats: FloatReprs,
+) -> (Option<u64>, u64) {
     let (head, tail) = match repr.max_len {
         0 => (1024, 0),
         max => {
@@ -451,7 +457,7 @@ unsafe fn fingerprint(value: *mut ffi::PyObject, repr: ReprOptions) -> (Option<u
         hash: 0x9e37_79b9_7f4a_7c15u64,
         user_code: repr.user_code,
         max_len: repr.max_len,
-        floats: FloatReprs::here(),
+        floats,
         lists: 0,
     };
     // SAFETY: forwarded.

@@ -36,7 +36,7 @@ use crate::frames::{InterpreterFrame, Layout, SlotKind};
 use crate::locals::{NamespaceShadow, RecentValues, Shadow, VarSink, diff_namespace};
 use crate::names::Names;
 use crate::purity::{CallWindow, Compared, Opcodes, PureLines, PureStep};
-use crate::repr::ReprOptions;
+use crate::repr::{ReprOptions, ReprScratch};
 use crate::scope::Scope;
 use crate::spinlock::{SpinGuard, SpinLock};
 use crate::weak::Weak;
@@ -341,7 +341,7 @@ struct Recording {
     sources: FxHashSet<u32>,
     /// (code id, bytecode offset) -> line, for events that carry an offset.
     lines: FxHashMap<(u32, i32), u32>,
-    scratch: String,
+    scratch: ReprScratch,
     /// Value refs of the batch's fixed values (see `locals.rs`).
     recent_values: RecentValues,
     /// Shadows of finished frames, for new ones (see [`Recording::recycle`]).
@@ -524,7 +524,7 @@ impl Recorder {
             exceptions: FxHashMap::default(),
             sources: FxHashSet::default(),
             lines: FxHashMap::default(),
-            scratch: String::new(),
+            scratch: ReprScratch::new(),
             recent_values: RecentValues::default(),
             spare_locals: Vec::new(),
         };
@@ -1311,7 +1311,7 @@ impl Recording {
                     exc_id,
                     type_name: self.type_name(&exception),
                     // The message `event` just rendered.
-                    message: self.scratch.clone(),
+                    message: self.scratch.text.clone(),
                     handled: false,
                 })
             }
@@ -1687,9 +1687,9 @@ impl Recording {
     ) -> (u32, u32) {
         // SAFETY: forwarded.
         let value = unsafe { Bound::from_borrowed_ptr(py, exception) };
-        self.scratch.clear();
-        crate::repr::exception_message(&value, self.options.repr.max_len, &mut self.scratch);
-        let value_ref = self.rows.batch.values.push(&self.scratch);
+        self.scratch.text.clear();
+        crate::repr::exception_message(&value, self.options.repr.max_len, &mut self.scratch.text);
+        let value_ref = self.rows.batch.values.push(&self.scratch.text);
         (value_ref, self.type_name(&value))
     }
 

@@ -50,6 +50,21 @@ impl ReprOptions {
 /// # Safety
 /// The GIL must be held and `obj` must be a valid object.
 pub(crate) unsafe fn short_repr(obj: *mut ffi::PyObject, options: ReprOptions, out: &mut String) {
+    // SAFETY: forwarded; this thread's scratch.
+    unsafe { short_repr_in(obj, options, out, Scratch::here()) }
+}
+
+/// [`short_repr`] with the float cache and buffers of `scratch`.
+///
+/// # Safety
+/// As [`short_repr`]; `scratch` is this thread's or, locked with what owns
+/// it, a [`ReprScratch`]'s.
+pub(crate) unsafe fn short_repr_in(
+    obj: *mut ffi::PyObject,
+    options: ReprOptions,
+    out: &mut String,
+    scratch: Scratch,
+) {
     let max_len = options.max_len;
     let limit = if max_len == 0 {
         usize::MAX
@@ -58,7 +73,7 @@ pub(crate) unsafe fn short_repr(obj: *mut ffi::PyObject, options: ReprOptions, o
     };
     let t = type_of(obj);
     // SAFETY: forwarded from the caller.
-    if unsafe { put_simple(obj, t, options, out) } {
+    if unsafe { put_simple(obj, t, options, out, scratch.floats()) } {
         return;
     }
     // The head is rendered straight after what `out` holds (no buffer of
@@ -71,7 +86,6 @@ pub(crate) unsafe fn short_repr(obj: *mut ffi::PyObject, options: ReprOptions, o
         || t == &raw mut ffi::PyDict_Type
         || t == &raw mut ffi::PySet_Type
         || t == &raw mut ffi::PyFrozenSet_Type;
-    let scratch = Scratch::here();
     let mut buffers = if container {
         scratch.take_buffers()
     } else {
@@ -128,6 +142,7 @@ unsafe fn put_simple(
     t: *mut ffi::PyTypeObject,
     options: ReprOptions,
     out: &mut String,
+    floats: FloatReprs,
 ) -> bool {
     let max_len = options.max_len;
     // SAFETY: addresses of static types and singletons; `obj` is of type `t`;
@@ -156,7 +171,7 @@ unsafe fn put_simple(
             };
             push_int(out, value);
         } else if t == &raw mut ffi::PyFloat_Type {
-            FloatReprs::here().push(out, ffi::PyFloat_AS_DOUBLE(obj));
+            floats.push(out, ffi::PyFloat_AS_DOUBLE(obj));
         } else if obj == ffi::Py_None() {
             out.push_str("None");
         } else if t == &raw mut ffi::PyBool_Type {
@@ -1792,37 +1807,44 @@ struct ScratchSlots {
     buffers: Buffers,
 }
 
-thread_local! {
-    static SCRATCH: std::cell::UnsafeCell<ScratchSlots> = const {
-        std::cell::UnsafeCell::new(ScratchSlots {
-            floats: FloatSlots {
-                slots: [FloatRepr { bits: 0, len: 0, text: [0; MAX_FLOAT_REPR] };
-                    1 << FLOAT_REPRS_BITS],
-                scratch: String::new(),
-            },
-            buffers: Buffers {
-                stack: Vec::new(),
-                reversed: Vec::new(),
-                piece: String::new(),
-            },
-        })
+impl ScratchSlots {
+    const EMPTY: ScratchSlots = ScratchSlots {
+        floats: FloatSlots {
+            slots: [FloatRepr {
+                bits: 0,
+                len: 0,
+                text: [0; MAX_FLOAT_REPR],
+            }; 1 << FLOAT_REPRS_BITS],
+            scratch: String::new(),
+        },
+        buffers: Buffers {
+            stack: Vec::new(),
+            reversed: Vec::new(),
+            piece: String::new(),
+        },
     };
 }
 
-/// This thread's [`ScratchSlots`]. Not `Send`: it stays on its thread, and
-/// no reference into it outlives a method call, none of which calls out
-/// (the buffers are moved out while a repr renders: one rendered meanwhile,
-/// by user code with `--unsafe-repr`, finds them taken and starts empty
-/// ones).
+thread_local! {
+    static SCRATCH: std::cell::UnsafeCell<ScratchSlots> = const {
+        std::cell::UnsafeCell::new(ScratchSlots::EMPTY)
+    };
+}
+
+/// A thread's [`ScratchSlots`], or a [`ReprScratch`]'s. Not `Send`: it
+/// stays on its thread, and no reference into it outlives a method call,
+/// none of which calls out (the buffers are moved out while a repr renders:
+/// one rendered meanwhile, by user code with `--unsafe-repr`, finds them
+/// taken and starts empty ones).
 #[derive(Clone, Copy)]
-struct Scratch(*mut ScratchSlots);
+pub(crate) struct Scratch(*mut ScratchSlots);
 
 impl Scratch {
     fn here() -> Scratch {
         Scratch(SCRATCH.with(std::cell::UnsafeCell::get))
     }
 
-    fn floats(self) -> FloatReprs {
+    pub(crate) fn floats(self) -> FloatReprs {
         // SAFETY: this thread's slots (see the type); a place, no reference.
         FloatReprs(unsafe { &raw mut (*self.0).floats })
     }
@@ -1838,16 +1860,49 @@ impl Scratch {
     }
 }
 
-/// This thread's float repr cache, looked up once per rendering or
-/// fingerprint walk.
+/// The recording's rendering scratch, used by whichever thread holds it
+/// locked: a buffer for one value's text, and [`ScratchSlots`] of its own,
+/// so that its renderings and fingerprint walks look no thread-local up (in
+/// a shared library each lookup is a call). Between renderings the slots
+/// hold no object (the buffers' container stack is emptied before each use
+/// and never read across them), so they may move to another thread.
+pub(crate) struct ReprScratch {
+    pub(crate) text: String,
+    slots: Box<std::cell::UnsafeCell<ScratchSlots>>,
+}
+
+// SAFETY: see the type.
+unsafe impl Send for ReprScratch {}
+
+impl std::fmt::Debug for ReprScratch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReprScratch")
+            .field("text", &self.text)
+            .finish()
+    }
+}
+
+impl ReprScratch {
+    pub(crate) fn new() -> ReprScratch {
+        ReprScratch {
+            text: String::new(),
+            slots: Box::new(std::cell::UnsafeCell::new(ScratchSlots::EMPTY)),
+        }
+    }
+
+    /// A handle for renderings while `self` is borrowed mutably (by the
+    /// locked recording that owns it).
+    pub(crate) fn slots(&mut self) -> Scratch {
+        Scratch(self.slots.get())
+    }
+}
+
+/// A float repr cache (a thread's or a [`ReprScratch`]'s), looked up once
+/// per rendering or fingerprint walk.
 #[derive(Clone, Copy)]
 pub(crate) struct FloatReprs(*mut FloatSlots);
 
 impl FloatReprs {
-    pub(crate) fn here() -> FloatReprs {
-        Scratch::here().floats()
-    }
-
     fn slot(bits: u64) -> usize {
         (bits.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - FLOAT_REPRS_BITS)) as usize
     }
@@ -2324,7 +2379,7 @@ mod float_tests {
             // The second time from the cache.
             for _ in 0..2 {
                 let mut out = String::new();
-                FloatReprs::here().push(&mut out, value);
+                Scratch::here().floats().push(&mut out, value);
                 assert_eq!(out, text, "{value:e}");
             }
         }
@@ -2349,7 +2404,7 @@ mod float_tests {
         for _ in 0..2 {
             for &value in &values {
                 let (mut cached, mut fresh) = (String::new(), String::new());
-                FloatReprs::here().push(&mut cached, value);
+                Scratch::here().floats().push(&mut cached, value);
                 format_float(&mut fresh, value);
                 assert_eq!(cached, fresh);
             }
