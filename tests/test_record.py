@@ -674,3 +674,70 @@ def test_a_finalizer_run_by_a_plain_store_is_seen_at_the_next_line(tmp_path: Pat
         r"      modified count = 2 \(int\)\n",
         dump,
     ), dump
+
+
+EXCEPTION_MESSAGES_PROGRAM = """
+def gen():
+    yield 1
+    return 12345
+
+
+def exhaust():
+    g = gen()
+    next(g)
+    try:
+        next(g)
+    except StopIteration:
+        pass
+
+
+def fail(exc):
+    raise exc
+
+
+def catch(exc):
+    try:
+        fail(exc)
+    except Exception:
+        pass
+
+
+exhaust()
+catch(ValueError("plain text"))
+catch(KeyError("k"))
+catch(ValueError(1, "two"))
+catch(RuntimeError())
+"""
+
+
+def test_exception_events_carry_the_message_str_gives(tmp_path: Path) -> None:
+    # Each event of an exception's path shows its message as `str(exc)`
+    # would: a str argument as it is, any other one (a generator's returned
+    # value, a KeyError's key) or several as their repr.
+    program = write_program(tmp_path, EXCEPTION_MESSAGES_PROGRAM)
+    run_cli("record", "-o", tmp_path / "t.clog", program, cwd=tmp_path)
+    rows = (
+        chronolog.open(tmp_path / "t.clog")
+        .sql(
+            "SELECT function, kind, arg_type, arg FROM events "
+            "WHERE kind IN ('raise', 'unwind') AND function IN ('gen', 'fail') ORDER BY seq"
+        )
+        .to_pylist()
+    )
+    seen = [(r["function"], r["kind"], r["arg_type"], r["arg"]) for r in rows]
+    assert seen == [
+        ("fail", kind, exc_type, message)
+        for exc_type, message in [
+            ("ValueError", "plain text"),
+            ("KeyError", "'k'"),
+            ("ValueError", "(1, 'two')"),
+            ("RuntimeError", ""),
+        ]
+        for kind in ("raise", "unwind")
+    ]
+    stop = (
+        chronolog.open(tmp_path / "t.clog")
+        .sql("SELECT arg FROM events WHERE arg_type = 'StopIteration' AND kind = 'raise'")
+        .to_pylist()
+    )
+    assert stop and all(r["arg"] == "12345" for r in stop)

@@ -36,7 +36,7 @@ use crate::frames::{InterpreterFrame, Layout, SlotKind};
 use crate::locals::{NamespaceShadow, RecentValues, Shadow, VarSink, diff_namespace};
 use crate::names::Names;
 use crate::purity::{CallWindow, Compared, Opcodes, PureLines, PureStep};
-use crate::repr::{ReprOptions, ReprScratch};
+use crate::repr::{MessageSource, ReprOptions, ReprScratch};
 use crate::scope::Scope;
 use crate::spinlock::{SpinGuard, SpinLock};
 use crate::weak::Weak;
@@ -1307,11 +1307,14 @@ impl Recording {
             (Hook::Raise, Some(exception)) => {
                 // SAFETY: GIL held; the exception is alive for the call.
                 let exception = unsafe { Bound::from_borrowed_ptr(py, exception) };
+                // As `event` recorded it (the text it rendered into the
+                // scratch may since have been swapped with a local's).
+                let mut message = String::new();
+                crate::repr::exception_message(&exception, self.options.repr.max_len, &mut message);
                 Some(Pending {
                     exc_id,
                     type_name: self.type_name(&exception),
-                    // The message `event` just rendered.
-                    message: self.scratch.text.clone(),
+                    message,
                     handled: false,
                 })
             }
@@ -1687,10 +1690,21 @@ impl Recording {
     ) -> (u32, u32) {
         // SAFETY: forwarded.
         let value = unsafe { Bound::from_borrowed_ptr(py, exception) };
+        let type_name = self.type_name(&value);
+        let source = crate::repr::message_source(&value);
+        if let MessageSource::Repr(shown) = &source
+            && !self.options.repr.user_code
+        {
+            // The safe repr of a value, as values are recorded: a
+            // generator's `StopIteration(value)` carries what the frame
+            // above just returned, whose text is reused.
+            // SAFETY: GIL held; the exception keeps `shown` alive.
+            let (value_ref, _) = unsafe { sink!(self, 0, false).value_ref(py, shown.as_ptr()) };
+            return (value_ref, type_name);
+        }
         self.scratch.text.clear();
-        crate::repr::exception_message(&value, self.options.repr.max_len, &mut self.scratch.text);
-        let value_ref = self.rows.batch.values.push(&self.scratch.text);
-        (value_ref, self.type_name(&value))
+        source.render(self.options.repr.max_len, &mut self.scratch.text);
+        (self.rows.batch.values.push(&self.scratch.text), type_name)
     }
 
     /// Identity of the exception `arg`: a new one at its first raise (when

@@ -833,36 +833,66 @@ pub(crate) unsafe fn str_contents<'a>(text: *mut ffi::PyObject) -> Option<&'a st
 /// The message of an exception as `str(exc)` gives it for built-in
 /// exceptions, computed from its args without running user code.
 pub(crate) fn exception_message(exc: &Bound<'_, PyAny>, max_repr: usize, out: &mut String) {
+    message_source(exc).render(max_repr, out);
+}
+
+/// What an exception's message (`str(exc)` of a built-in exception) shows.
+pub(crate) enum MessageSource<'py> {
+    Nothing,
+    /// An `OSError`'s `str()`, shown as it is (cut).
+    Os(String),
+    /// The one argument, a str, shown as it is (cut).
+    Text(Bound<'py, PyString>),
+    /// A value whose repr is the message: the one argument (not a str, or
+    /// a `KeyError`'s), or the tuple of several.
+    Repr(Bound<'py, PyAny>),
+}
+
+/// Where the message of `exc` comes from (see [`exception_message`]).
+pub(crate) fn message_source<'py>(exc: &Bound<'py, PyAny>) -> MessageSource<'py> {
     if let Some(text) = os_error_message(exc) {
-        truncate_into(&text, max_repr, out);
-        return;
+        return MessageSource::Os(text);
     }
     // SAFETY: the C field of every exception object; GIL held.
     let args = unsafe { (*exc.as_ptr().cast::<ffi::PyBaseExceptionObject>()).args };
     if args.is_null() {
-        return;
+        return MessageSource::Nothing;
     }
     // SAFETY: GIL held; the exception keeps its args alive.
     let args = unsafe { Bound::from_borrowed_ptr(exc.py(), args) };
-    let Ok(args) = args.cast::<PyTuple>() else {
-        return;
+    let Ok(tuple) = args.cast::<PyTuple>() else {
+        return MessageSource::Nothing;
     };
-    match args.len() {
-        0 => {}
+    match tuple.len() {
+        0 => MessageSource::Nothing,
         1 => {
-            let Ok(only) = args.get_item(0) else { return };
-            let key_error = exc.is_instance_of::<pyo3::exceptions::PyKeyError>();
-            if let Ok(text) = only.cast_exact::<PyString>()
-                && !key_error
-            {
-                truncate_into(&text.to_string_lossy(), max_repr, out);
-            } else {
-                // SAFETY: GIL held; borrowed from args.
-                unsafe { short_repr(only.as_ptr(), ReprOptions::safe(max_repr), out) };
+            let Ok(only) = tuple.get_item(0) else {
+                return MessageSource::Nothing;
+            };
+            match only.cast_exact::<PyString>() {
+                Ok(text) if !exc.is_instance_of::<pyo3::exceptions::PyKeyError>() => {
+                    MessageSource::Text(text.clone())
+                }
+                _ => MessageSource::Repr(only),
             }
         }
-        // SAFETY: as above.
-        _ => unsafe { short_repr(args.as_ptr(), ReprOptions::safe(max_repr), out) },
+        _ => MessageSource::Repr(args),
+    }
+}
+
+impl MessageSource<'_> {
+    /// Appends the message, cut to `max_repr` characters.
+    pub(crate) fn render(&self, max_repr: usize, out: &mut String) {
+        match self {
+            MessageSource::Nothing => {}
+            MessageSource::Os(text) => truncate_into(text, max_repr, out),
+            MessageSource::Text(text) => truncate_into(&text.to_string_lossy(), max_repr, out),
+            // SAFETY: GIL held (the value is bound); the exception keeps
+            // it alive.
+            MessageSource::Repr(value) => unsafe {
+                short_repr(value.as_ptr(), ReprOptions::safe(max_repr), out);
+            },
+        }
     }
 }
 
