@@ -2384,7 +2384,7 @@ mod tests {
 
 #[cfg(test)]
 mod float_tests {
-    use super::{FloatReprs, format_float};
+    use super::{Scratch, format_float};
 
     #[test]
     fn floats_render_as_python_does() {
