@@ -1827,11 +1827,12 @@ struct FloatSlots {
     scratch: String,
 }
 
-/// What rendering keeps per thread: the float repr cache and the buffers
-/// one cut repr leaves for the next. One thread-local, looked up once per
-/// rendering (each lookup is a call in a shared library; the buffers and
-/// the cache in two lazily set-up thread-locals cost ~150 instructions per
-/// container rendered).
+/// What rendering keeps between values: the float repr cache and the
+/// buffers one cut repr leaves for the next. Each thread has one, looked up
+/// once per rendering (each lookup is a call in a shared library; the
+/// buffers and the cache in two lazily set-up thread-locals cost ~150
+/// instructions per container rendered), and each recording one of its
+/// own ([`ReprScratch`]), which looks nothing up.
 struct ScratchSlots {
     floats: FloatSlots,
     buffers: Buffers,
