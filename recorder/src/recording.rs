@@ -1138,7 +1138,7 @@ impl Recording {
                     let handled = event(EventKind::Handled, value, exc_id, false);
                     // SAFETY: forwarded.
                     unsafe { self.event(py, layout, ident, handled) };
-                    self.note_pending(py, ident, Hook::Handled, exc_id, None);
+                    self.note_pending(ident, Hook::Handled, exc_id, (0, 0));
                 }
                 // SAFETY: forwarded.
                 unsafe { self.event(py, layout, ident, event(EventKind::Line, None, 0, false)) };
@@ -1214,10 +1214,11 @@ impl Recording {
                     exc_context,
                     ..event(kind, value, exc_id, false)
                 };
+                #[cfg_attr(Py_3_12, allow(unused_variables, reason = "3.11 keeps it"))]
                 // SAFETY: forwarded.
-                unsafe { self.event(py, layout, ident, site) };
+                let recorded = unsafe { self.event(py, layout, ident, site) };
                 #[cfg(not(Py_3_12))]
-                self.note_pending(py, ident, hook, exc_id, arg);
+                self.note_pending(ident, hook, exc_id, recorded);
                 if hook == Hook::Unwind
                     && let Some(state) = self.threads.get_mut(&ident).and_then(|t| t.stack.pop())
                 {
@@ -1297,28 +1298,26 @@ impl Recording {
     #[cfg(not(Py_3_12))]
     fn note_pending(
         &mut self,
-        py: Python<'_>,
         ident: u64,
         hook: Hook,
         exc_id: u64,
-        arg: Option<*mut ffi::PyObject>,
+        (message_ref, type_name): (u32, u32),
     ) {
-        let pending = match (hook, arg) {
-            (Hook::Raise, Some(exception)) => {
-                // SAFETY: GIL held; the exception is alive for the call.
-                let exception = unsafe { Bound::from_borrowed_ptr(py, exception) };
-                // As `event` recorded it (the text it rendered into the
-                // scratch may since have been swapped with a local's).
-                let mut message = String::new();
-                crate::repr::exception_message(&exception, self.options.repr.max_len, &mut message);
-                Some(Pending {
-                    exc_id,
-                    type_name: self.type_name(&exception),
-                    message,
-                    handled: false,
-                })
-            }
-            (Hook::Handled, _) => self
+        let pending = match hook {
+            // The message and type the raise event recorded.
+            Hook::Raise if message_ref != 0 => Some(Pending {
+                exc_id,
+                type_name,
+                message: self
+                    .rows
+                    .batch
+                    .values
+                    .get(message_ref)
+                    .unwrap_or_default()
+                    .to_owned(),
+                handled: false,
+            }),
+            Hook::Handled => self
                 .top_mut(ident)
                 .and_then(|top| top.pending.take())
                 .map(|p| Pending { handled: true, ..p }),
@@ -1746,16 +1745,23 @@ impl Recording {
     }
 
     /// Appends one event of the thread's top frame, with the variable
-    /// changes observed at it.
+    /// changes observed at it; the value ref and type name it carries
+    /// (`(0, 0)`: none, or no event).
     ///
     /// # Safety
     /// As [`Recorder::dispatch`].
-    unsafe fn event(&mut self, py: Python<'_>, layout: &Layout, ident: u64, at: EventSite) {
+    unsafe fn event(
+        &mut self,
+        py: Python<'_>,
+        layout: &Layout,
+        ident: u64,
+        at: EventSite,
+    ) -> (u32, u32) {
         if at.kind == EventKind::Line && !self.options.lines {
-            return;
+            return (0, 0);
         }
         let Some(thread) = self.threads.get_mut(&ident) else {
-            return;
+            return (0, 0);
         };
         // The exception leaving a frame is propagating only into the very
         // next event of the thread (the caller's raise).
@@ -1765,7 +1771,7 @@ impl Recording {
         let thread_id = thread.id;
         let depth = thread.stack.len().saturating_sub(1) as u32;
         let Some(top) = thread.stack.last() else {
-            return;
+            return (0, 0);
         };
         let (frame_id, code_id, last_line) = (top.frame_id, top.code_id, top.line);
         let line = match at.site {
@@ -1824,6 +1830,7 @@ impl Recording {
             // SAFETY: forwarded.
             unsafe { self.diff_locals(py, layout, ident, &at, (index, seq), pure_line) };
         }
+        (arg_ref, arg_type)
     }
 
     /// Compares the frame's locals with their last recorded state and
