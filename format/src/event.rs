@@ -410,8 +410,8 @@ pub struct EventBatch {
 
 impl EventBatch {
     /// An empty batch with room for `events` events and `vars` variable
-    /// changes and their values (filling a batch from empty would reallocate every column
-    /// about twenty times).
+    /// changes and their values (filling a batch from empty would
+    /// reallocate every column about twenty times).
     pub fn with_capacity(events: usize, vars: usize) -> EventBatch {
         EventBatch {
             seq: Vec::with_capacity(events),

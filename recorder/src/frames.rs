@@ -114,7 +114,7 @@ impl Layout {
                     localsplus: 72,
                     current: CurrentFrame::FromHook,
                     bytecode: 0,
-                    interpreter: ffi::PyInterpreterState_Get() as usize,
+                    interpreter: 0,
                 },
                 (3, 12) | (3, 13) => Layout {
                     code: 0,
@@ -129,7 +129,7 @@ impl Layout {
                         CurrentFrame::Direct(72)
                     },
                     bytecode: 0,
-                    interpreter: ffi::PyInterpreterState_Get() as usize,
+                    interpreter: 0,
                 },
                 (major, minor) => return Err(format!("CPython {major}.{minor} is not supported")),
             };
@@ -138,6 +138,7 @@ impl Layout {
                 return Err("no Python frame to check the frame layout against".into());
             }
             let mut layout = layout;
+            layout.interpreter = ffi::PyInterpreterState_Get() as usize;
             let interpreter = interpreter_frame(frame);
             let code = ffi::PyFrame_GetCode(frame);
             // The frame's instruction pointer, less its offset in the
