@@ -490,12 +490,13 @@ work()
 """
 
 
-def tracked_changes(tmp_path: Path, source: str) -> tuple[list[str], list[str]]:
-    """Records `source`, which prints the cut repr of its local `tracked`
-    after every step: the values recorded for `tracked`, and those a change
-    is expected at — each printed repr that differs from the one before."""
+def tracked_changes(tmp_path: Path, source: str, *options: str) -> tuple[list[str], list[str]]:
+    """Records `source` (with `options`), which prints the cut repr of its
+    local `tracked` after every step: the values recorded for `tracked`, and
+    those a change is expected at — each printed repr that differs from the
+    one before."""
     program = write_program(tmp_path, source)
-    done = run_cli("record", "-o", tmp_path / "t.clog", program, cwd=tmp_path)
+    done = run_cli("record", *options, "-o", tmp_path / "t.clog", program, cwd=tmp_path)
     assert done.code == 0, done.err
     recorded = (
         chronolog.open(tmp_path / "t.clog")
@@ -508,6 +509,61 @@ def tracked_changes(tmp_path: Path, source: str) -> tuple[list[str], list[str]]:
         if not expected or printed != expected[-1]:
             expected.append(printed)
     return recorded, expected
+
+
+FLOATS_PROGRAM = """
+from chronolog._native import safe_repr
+
+
+class F(float):
+    pass
+
+
+def half(x):
+    return x / 2
+
+
+def work():
+    steps = [
+        1.5, float("1.5"), F(1.5), 1.5, 0.0, -0.0, float("nan"), float("-nan"),
+        float("inf"), -float("inf"), 1e16, 1e15, 1e-05, 0.0001, 2**0.5, 5e-324,
+        -2.2250738585072014e-308, 1, 1.0, "1.0", F(2.5), 2.5, None, 0.1 + 0.2,
+        half(3.0), half(1e300), [0.5, half(0.5)],
+    ]
+    for value in steps:
+        tracked = value
+        print({show})
+
+
+work()
+"""
+
+
+@pytest.mark.parametrize(
+    ("options", "show"),
+    [
+        # A float subclass shows as a float with its own __repr__: from a
+        # float to it and back, the repr stays the same, so no change.
+        (("--unsafe-repr",), "repr(tracked)"),
+        # Reprs cut shorter than the longest float's.
+        (("--max-repr", "12"), "safe_repr(tracked, 12)"),
+    ],
+)
+def test_float_variables_change_exactly_when_their_repr_does(
+    options: tuple[str, ...], show: str, tmp_path: Path
+) -> None:
+    recorded, expected = tracked_changes(tmp_path, FLOATS_PROGRAM.format(show=show), *options)
+    assert recorded == expected
+    if show == "repr(tracked)":
+        assert "-0.0" in recorded and "5e-324" in recorded and "1e-05" in recorded
+        # One change from the first 1.5 to 0.0, one for both NaNs.
+        assert recorded[:2] == ["1.5", "0.0"] and recorded.count("nan") == 1
+    returned = (
+        chronolog.open(tmp_path / "t.clog")
+        .sql("SELECT arg, arg_type FROM events WHERE kind = 'return' AND function = 'half'")
+        .to_pylist()
+    )
+    assert returned == [{"arg": arg, "arg_type": "float"} for arg in ("1.5", "5e+299", "0.25")]
 
 
 @pytest.mark.parametrize("seed", [1, 2])

@@ -120,11 +120,16 @@ fn distinct_sorted(values: &[u32]) -> Vec<u32> {
 }
 
 /// Builds the chunk's own value dictionary: remaps the batch's value refs
-/// used by the chunk to dense, deduplicated chunk refs.
+/// used by the chunk to dense, deduplicated chunk refs, and renders the
+/// batch's float entries (see [`Values`]).
 struct ValueDictionary<'a> {
     /// Chunk ref of each batch value ref (index), 0 while unseen.
     batch_to_chunk: Vec<u32>,
     by_text: FxHashMap<&'a str, u32>,
+    /// Float entries by their bits (two NaNs of different bits make two
+    /// entries of the same text: harmless).
+    by_float: FxHashMap<u64, u32>,
+    float_text: String,
     lens: Vec<u32>,
     text: Vec<u8>,
 }
@@ -134,6 +139,8 @@ impl<'a> ValueDictionary<'a> {
         ValueDictionary {
             batch_to_chunk: vec![0; values.len() + 1],
             by_text: FxHashMap::default(),
+            by_float: FxHashMap::default(),
+            float_text: String::new(),
             lens: Vec::new(),
             text: Vec::new(),
         }
@@ -146,15 +153,41 @@ impl<'a> ValueDictionary<'a> {
         if batch_ref == 0 || known != 0 {
             return known;
         }
-        let text = values.get(batch_ref).unwrap_or("");
-        let chunk_ref = *self.by_text.entry(text).or_insert_with(|| {
-            self.lens
-                .push(u32::try_from(text.len()).unwrap_or(u32::MAX));
-            self.text.extend_from_slice(text.as_bytes());
-            u32::try_from(self.lens.len()).unwrap_or(u32::MAX)
-        });
+        let chunk_ref = match values.get(batch_ref) {
+            Some(text) => match self.by_text.get(text) {
+                Some(&found) => found,
+                None => {
+                    let added = self.add(text.as_bytes());
+                    self.by_text.insert(text, added);
+                    added
+                }
+            },
+            None => {
+                let value = values.float(batch_ref).unwrap_or(f64::NAN);
+                match self.by_float.get(&value.to_bits()) {
+                    Some(&found) => found,
+                    None => {
+                        let mut text = std::mem::take(&mut self.float_text);
+                        text.clear();
+                        crate::push_float_repr(&mut text, value);
+                        let added = self.add(text.as_bytes());
+                        self.float_text = text;
+                        self.by_float.insert(value.to_bits(), added);
+                        added
+                    }
+                }
+            }
+        };
         self.batch_to_chunk[batch_ref as usize] = chunk_ref;
         chunk_ref
+    }
+
+    /// Appends an entry; returns its chunk ref.
+    fn add(&mut self, text: &[u8]) -> u32 {
+        self.lens
+            .push(u32::try_from(text.len()).unwrap_or(u32::MAX));
+        self.text.extend_from_slice(text);
+        u32::try_from(self.lens.len()).unwrap_or(u32::MAX)
     }
 }
 
@@ -608,6 +641,58 @@ mod tests {
         assert_eq!(decoded.values.get(decoded.var_value[0]), Some("20"));
         // 'r0', 'r1', 'r2' repeat: deduplicated within the chunk.
         assert_eq!(decoded.values.len(), 3 + 13);
+    }
+
+    #[test]
+    fn float_entries_are_written_as_their_python_repr() {
+        let mut batch = EventBatch::default();
+        let event = batch.push_event(&Event::default());
+        let values = [
+            batch.values.push_float(0.1),
+            batch.values.push(""),
+            batch.values.push_float(0.00001),
+            batch.values.push_float(0.1),
+            batch.values.push_float(-0.0),
+        ];
+        for (name, &value) in values.iter().enumerate() {
+            batch.push_var(&VarRecord {
+                event,
+                name: name as u32,
+                change: 1,
+                value,
+                type_name: 1,
+            });
+        }
+        batch.validate().expect("valid");
+        // In memory a float entry has a number, not a text; an empty text
+        // is a text.
+        assert_eq!(batch.values.get(values[0]), None);
+        assert_eq!(batch.values.float(values[0]), Some(0.1));
+        assert_eq!(batch.values.get(values[1]), Some(""));
+        assert_eq!(batch.values.float(values[1]), None);
+        assert_eq!(batch.values.rendered(values[2]).as_deref(), Some("1e-05"));
+        assert_eq!(batch.values.rendered(values[1]).as_deref(), Some(""));
+
+        let (body, _) = encode_chunk(&batch, 0..1);
+        let (_, decoded) = decode_chunk(&body, ColumnMask::ALL).expect("decodes");
+        let texts: Vec<_> = decoded
+            .var_value
+            .iter()
+            .map(|&r| decoded.values.get(r))
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                Some("0.1"),
+                Some(""),
+                Some("1e-05"),
+                Some("0.1"),
+                Some("-0.0")
+            ]
+        );
+        // The same float twice is one entry.
+        assert_eq!(decoded.var_value[0], decoded.var_value[3]);
+        assert_eq!(decoded.values.len(), 4);
     }
 
     #[test]

@@ -135,10 +135,17 @@ pub struct VarRecord {
 
 /// Value texts (sanitized reprs) of a batch. A value ref `k > 0` names entry
 /// `k - 1`; the writer deduplicates entries within each chunk.
+///
+/// An entry can also be a float ([`Values::push_float`]) whose text, its
+/// Python repr, the writer renders when it encodes the chunk: on the
+/// writer's thread, not the recorded program's.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Values {
     text: String,
     ends: Vec<u32>,
+    /// The float entries: entry index and the float's bits, ascending by
+    /// index. Their span of `text` is empty.
+    floats: Vec<(u32, u64)>,
 }
 
 impl Values {
@@ -154,7 +161,19 @@ impl Values {
         u32::try_from(self.ends.len()).unwrap_or(u32::MAX)
     }
 
-    /// The text of value ref `value_ref`, `None` for 0 or an unknown ref.
+    /// Appends a float whose text is Python's repr of it, rendered when
+    /// the batch is encoded (see the type), and returns its value ref.
+    #[inline]
+    pub fn push_float(&mut self, value: f64) -> u32 {
+        let index = u32::try_from(self.ends.len()).unwrap_or(u32::MAX);
+        self.floats.push((index, value.to_bits()));
+        self.ends
+            .push(u32::try_from(self.text.len()).unwrap_or(u32::MAX));
+        index.saturating_add(1)
+    }
+
+    /// The text of value ref `value_ref`; `None` for 0, an unknown ref or a
+    /// float entry (see [`Values::float`]).
     pub fn get(&self, value_ref: u32) -> Option<&str> {
         let index = usize::try_from(value_ref).ok()?.checked_sub(1)?;
         let end = *self.ends.get(index)? as usize;
@@ -162,7 +181,33 @@ impl Values {
             0 => 0,
             _ => self.ends[index - 1] as usize,
         };
-        self.text.get(start..end)
+        let text = self.text.get(start..end)?;
+        if text.is_empty() && self.float_at(index).is_some() {
+            return None;
+        }
+        Some(text)
+    }
+
+    /// The number value ref `value_ref` holds, when it is a float entry.
+    pub fn float(&self, value_ref: u32) -> Option<f64> {
+        let index = usize::try_from(value_ref).ok()?.checked_sub(1)?;
+        self.float_at(index)
+    }
+
+    /// The text of value ref `value_ref`, a float entry's rendered.
+    pub fn rendered(&self, value_ref: u32) -> Option<std::borrow::Cow<'_, str>> {
+        if let Some(text) = self.get(value_ref) {
+            return Some(text.into());
+        }
+        let mut text = String::new();
+        crate::push_float_repr(&mut text, self.float(value_ref)?);
+        Some(text.into())
+    }
+
+    fn float_at(&self, index: usize) -> Option<f64> {
+        let index = u32::try_from(index).ok()?;
+        let found = self.floats.binary_search_by_key(&index, |&(i, _)| i).ok()?;
+        Some(f64::from_bits(self.floats[found].1))
     }
 
     /// Number of entries.
@@ -198,12 +243,17 @@ impl Values {
             }
             previous = end;
         }
-        (previous as usize == text.len()).then_some(Values { text, ends })
+        (previous as usize == text.len()).then_some(Values {
+            text,
+            ends,
+            floats: Vec::new(),
+        })
     }
 
     pub(crate) fn clear(&mut self) {
         self.text.clear();
         self.ends.clear();
+        self.floats.clear();
     }
 }
 
@@ -436,6 +486,7 @@ impl EventBatch {
                 // a few doublings for the long ones.
                 text: String::with_capacity(vars * 16),
                 ends: Vec::with_capacity(vars),
+                floats: Vec::new(),
             },
             checkpoint: None,
         }

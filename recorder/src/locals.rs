@@ -10,7 +10,7 @@
 //! is kept, so an address alone proves nothing: a freed value's address is
 //! soon given to another value.
 
-use chronolog_format::{TraceWriter, Values, VarChange, VarRecord};
+use chronolog_format::{TraceWriter, Values, VarChange, VarRecord, push_float_repr};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use rustc_hash::FxHashMap;
@@ -18,8 +18,9 @@ use rustc_hash::FxHashMap;
 use crate::names::Names;
 use crate::purity::list_bit;
 use crate::repr::{
-    FloatReprs, ReprOptions, ReprScratch, identity_stamp, is_plain_class, mix, mix_bytes,
-    repr_fixed_by_identity, reversed_items, scalar_summary, sequence_items, short_repr_in,
+    FloatReprs, ReprOptions, ReprScratch, deferred_float, identity_stamp, is_plain_class, mix,
+    mix_bytes, repr_fixed_by_identity, reversed_items, scalar_summary, sequence_items,
+    short_repr_in,
 };
 
 /// What a redacted variable's value is recorded as.
@@ -32,7 +33,11 @@ pub(crate) const REDACTED: &str = "<redacted>";
 pub(crate) struct Shadow {
     bound: bool,
     object: usize,
+    /// The recorded repr, unless `float` holds the recorded value.
     repr: String,
+    /// A float recorded as a number, whose text the writer renders (see
+    /// `Values::push_float`): its repr is not rendered while recording.
+    float: Option<f64>,
     /// For containers: what their cut repr depends on (see [`fingerprint`]).
     fingerprint: Option<u64>,
     /// The repr of `object` is fixed by its identity (see
@@ -62,16 +67,52 @@ impl Shadow {
         self.bound && !self.fixed && self.reach & lists != 0
     }
 
-    /// The last recorded repr, while the variable is bound.
-    pub(crate) fn recorded(&self) -> Option<&str> {
-        self.bound.then_some(self.repr.as_str())
+    /// The last recorded value, while the variable is bound.
+    pub(crate) fn recorded(&self) -> Option<Recorded<'_>> {
+        self.bound.then(|| match self.float {
+            Some(number) => Recorded::Float(number),
+            None => Recorded::Text(&self.repr),
+        })
+    }
+
+    /// The last recorded repr as text (a float's rendered now).
+    fn recorded_text(&mut self) -> &str {
+        if let Some(number) = self.float.take() {
+            self.repr.clear();
+            push_float_repr(&mut self.repr, number);
+        }
+        &self.repr
     }
 }
 
+/// A variable's last recorded value: its repr, or a float whose text the
+/// writer renders.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Recorded<'a> {
+    Text(&'a str),
+    Float(f64),
+}
+
+impl Recorded<'_> {
+    /// Pushes the value into `values`; returns its value ref.
+    pub(crate) fn push_into(self, values: &mut Values) -> u32 {
+        match self {
+            Recorded::Text(text) => values.push(text),
+            Recorded::Float(number) => values.push_float(number),
+        }
+    }
+}
+
+/// Floats of the same repr: the same bits, or both NaN (`nan` whatever
+/// their sign and payload).
+fn same_float_repr(a: f64, b: f64) -> bool {
+    a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
+}
+
 impl NamespaceShadow {
-    /// The bound variables with their last recorded repr, by name id.
-    pub(crate) fn recorded(&self) -> Vec<(u32, &str)> {
-        let mut bound: Vec<(u32, &str)> = self
+    /// The bound variables with their last recorded value, by name id.
+    pub(crate) fn recorded(&self) -> Vec<(u32, Recorded<'_>)> {
+        let mut bound: Vec<(u32, Recorded<'_>)> = self
             .vars
             .iter()
             .filter_map(|(&name, (shadow, _))| Some((name, shadow.recorded()?)))
@@ -182,6 +223,10 @@ impl VarSink<'_> {
         value: *mut ffi::PyObject,
     ) -> (u32, u32) {
         // SAFETY: forwarded.
+        if let Some(number) = unsafe { deferred_float(value, self.repr) } {
+            return (self.values.push_float(number), self.type_name(py, value));
+        }
+        // SAFETY: forwarded.
         let stamp = unsafe {
             repr_fixed_by_identity(value, self.repr.user_code)
                 .then(|| identity_stamp(value, self.repr.max_len))
@@ -209,13 +254,18 @@ impl VarSink<'_> {
         stamp: Option<u64>,
     ) -> (u32, u32) {
         let value_ref = self.values.push(text);
-        // SAFETY: GIL held; `value` borrowed for the event.
-        let bound = unsafe { Bound::from_borrowed_ptr(py, value) };
-        let type_name = self.names.type_of(self.writer, &bound);
+        let type_name = self.type_name(py, value);
         if let Some(stamp) = stamp {
             self.recent.put(value as usize, stamp, value_ref, type_name);
         }
         (value_ref, type_name)
+    }
+
+    /// String id + 1 of the name of `value`'s type.
+    fn type_name(&mut self, py: Python<'_>, value: *mut ffi::PyObject) -> u32 {
+        // SAFETY: GIL held; `value` borrowed for the event.
+        let bound = unsafe { Bound::from_borrowed_ptr(py, value) };
+        self.names.type_of(self.writer, &bound)
     }
 
     /// Compares `value` (null: unbound) with its last recorded state and
@@ -276,6 +326,7 @@ impl VarSink<'_> {
                 previous.bound = true;
                 previous.object = value as usize;
                 previous.fingerprint = None;
+                previous.float = None;
                 previous.repr.clear();
                 previous.repr.push_str(REDACTED);
                 let change = if self.is_start {
@@ -292,6 +343,12 @@ impl VarSink<'_> {
                     type_name: 0,
                 });
             }
+            return;
+        }
+        // SAFETY: forwarded from the caller.
+        if let Some(number) = unsafe { deferred_float(value, self.repr) } {
+            // SAFETY: as above.
+            unsafe { self.compare_float(py, previous, value, number, name) };
             return;
         }
         // A repr that can change while the object stays the same: mutable
@@ -338,7 +395,7 @@ impl VarSink<'_> {
             } else {
                 VarChange::New
             }
-        } else if previous.repr == *text {
+        } else if previous.recorded_text() == text.as_str() {
             previous.object = value as usize;
             previous.fingerprint = fingerprint;
             previous.fixed = !mutable;
@@ -354,6 +411,7 @@ impl VarSink<'_> {
         previous.fixed = !mutable;
         previous.stamp = stamp;
         previous.reach = reach;
+        previous.float = None;
         // The new text becomes the shadow's; the old one's buffer becomes
         // the scratch (cleared before its next use).
         std::mem::swap(&mut previous.repr, text);
@@ -361,6 +419,62 @@ impl VarSink<'_> {
             Some(found) => found,
             None => self.push_value(py, value, &previous.repr, (!mutable).then_some(stamp)),
         };
+        self.vars.push(VarRecord {
+            event: self.index,
+            name,
+            change: change as u8,
+            value: value_ref,
+            type_name,
+        });
+    }
+
+    /// [`VarSink::compare`] for a float (`number`) recorded as a number: no
+    /// text is rendered unless the variable held something else before.
+    ///
+    /// # Safety
+    /// As [`VarSink::observe`], `value` not null.
+    unsafe fn compare_float(
+        &mut self,
+        py: Python<'_>,
+        previous: &mut Shadow,
+        value: *mut ffi::PyObject,
+        number: f64,
+        name: u32,
+    ) {
+        let same = previous.bound
+            && match previous.float {
+                Some(recorded) => same_float_repr(recorded, number),
+                None => {
+                    let text = &mut self.scratch.text;
+                    text.clear();
+                    push_float_repr(text, number);
+                    previous.repr == *text
+                }
+            };
+        let change = if same {
+            None
+        } else if !previous.bound {
+            Some(if self.is_start {
+                VarChange::Start
+            } else {
+                VarChange::New
+            })
+        } else {
+            Some(VarChange::Modified)
+        };
+        previous.bound = true;
+        previous.object = value as usize;
+        previous.fingerprint = None;
+        previous.fixed = true;
+        // SAFETY: forwarded.
+        previous.stamp = unsafe { identity_stamp(value, self.repr.max_len) };
+        previous.reach = 0;
+        let Some(change) = change else {
+            return;
+        };
+        previous.float = Some(number);
+        let value_ref = self.values.push_float(number);
+        let type_name = self.type_name(py, value);
         self.vars.push(VarRecord {
             event: self.index,
             name,

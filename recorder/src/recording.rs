@@ -1312,9 +1312,9 @@ impl Recording {
                     .rows
                     .batch
                     .values
-                    .get(message_ref)
+                    .rendered(message_ref)
                     .unwrap_or_default()
-                    .to_owned(),
+                    .into_owned(),
                 handled: false,
             }),
             Hook::Handled => self
@@ -2250,13 +2250,13 @@ impl Recording {
             let slots = code_slots.get(frame.code_id as usize);
             for (slot, shadow) in frame.locals.iter().enumerate() {
                 let name = slots.and_then(|s| s.get(slot)).map(|&(name, _)| name);
-                if let (Some(name), Some(text)) = (name, shadow.recorded()) {
-                    checkpoint.push_var(index, name, values.push(text));
+                if let (Some(name), Some(recorded)) = (name, shadow.recorded()) {
+                    checkpoint.push_var(index, name, recorded.push_into(values));
                 }
             }
             if let Some(namespace) = &frame.namespace {
-                for (name, text) in namespace.recorded() {
-                    checkpoint.push_var(index, name, values.push(text));
+                for (name, recorded) in namespace.recorded() {
+                    checkpoint.push_var(index, name, recorded.push_into(values));
                 }
             }
         };
