@@ -136,10 +136,12 @@ struct ValueDictionary<'a> {
 
 impl<'a> ValueDictionary<'a> {
     fn new(values: &Values) -> Self {
+        // Sized for every entry of the batch (a chunk usually is the whole
+        // batch): no rehashing while it fills.
         ValueDictionary {
             batch_to_chunk: vec![0; values.len() + 1],
-            by_text: FxHashMap::default(),
-            by_float: FxHashMap::default(),
+            by_text: FxHashMap::with_capacity_and_hasher(values.len(), Default::default()),
+            by_float: FxHashMap::with_capacity_and_hasher(values.floats(), Default::default()),
             float_text: String::new(),
             lens: Vec::new(),
             text: Vec::new(),

@@ -188,6 +188,11 @@ impl Values {
         Some(text)
     }
 
+    /// Number of float entries.
+    pub fn floats(&self) -> usize {
+        self.floats.len()
+    }
+
     /// The number value ref `value_ref` holds, when it is a float entry.
     pub fn float(&self, value_ref: u32) -> Option<f64> {
         let index = usize::try_from(value_ref).ok()?.checked_sub(1)?;

@@ -224,7 +224,7 @@ impl VarSink<'_> {
     ) -> (u32, u32) {
         // SAFETY: forwarded.
         if let Some(number) = unsafe { deferred_float(value, self.repr) } {
-            return (self.values.push_float(number), self.type_name(py, value));
+            return (self.push_float(number), self.type_name(py, value));
         }
         // SAFETY: forwarded.
         let stamp = unsafe {
@@ -259,6 +259,18 @@ impl VarSink<'_> {
             self.recent.put(value as usize, stamp, value_ref, type_name);
         }
         (value_ref, type_name)
+    }
+
+    /// Pushes a float into the batch: its text when the float repr cache
+    /// holds it (a float just shown inside a container, such as a
+    /// coordinate unpacked from a list: a copy), else the number, for the
+    /// writer to render.
+    fn push_float(&mut self, number: f64) -> u32 {
+        let values = &mut *self.values;
+        let floats = self.scratch.slots().floats();
+        floats
+            .with_cached(number, |text| values.push(text))
+            .unwrap_or_else(|| values.push_float(number))
     }
 
     /// String id + 1 of the name of `value`'s type.
@@ -473,7 +485,7 @@ impl VarSink<'_> {
             return;
         };
         previous.float = Some(number);
-        let value_ref = self.values.push_float(number);
+        let value_ref = self.push_float(number);
         let type_name = self.type_name(py, value);
         self.vars.push(VarRecord {
             event: self.index,

@@ -1979,6 +1979,20 @@ impl FloatReprs {
         written.len()
     }
 
+    /// `f(repr(value))` when the cache holds it.
+    pub(crate) fn with_cached<R>(self, value: f64, f: impl FnOnce(&str) -> R) -> Option<R> {
+        let bits = value.to_bits();
+        // SAFETY: this thread's cache (see the type), borrowed for the call.
+        let entry = unsafe { &(*self.0).slots[Self::slot(bits)] };
+        if entry.len == 0 || entry.bits != bits {
+            return None;
+        }
+        // SAFETY: entries hold what `push_float_repr` wrote: ASCII.
+        Some(f(unsafe {
+            std::str::from_utf8_unchecked(&entry.text[..entry.len])
+        }))
+    }
+
     /// Appends `repr(value)`, from the cache or rendered into it.
     pub(crate) fn push(self, out: &mut String, value: f64) {
         let bits = value.to_bits();
