@@ -1,9 +1,9 @@
 //! Python's `repr()` of a float, written without Python: the recorder
 //! renders the floats inside containers with it, and the writer the floats
 //! a batch holds as numbers ([`crate::Values::push_float`]) — a variable or
-//! returned value that is a float is stored as its 8 bytes while recording
-//! and becomes this text on the writer's thread, off the recorded
-//! program's.
+//! returned value that is a float (unless the recorder has its text at
+//! hand) is stored as its 8 bytes while recording and becomes this text on
+//! the writer's thread, off the recorded program's.
 
 /// `repr(value)` for a float, without the cache: the shortest digits that
 /// read back as the same float (as Rust's `{:e}` gives them), laid out as
