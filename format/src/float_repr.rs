@@ -5,7 +5,7 @@
 //! hand) is stored as its 8 bytes while recording and becomes this text on
 //! the writer's thread, off the recorded program's.
 
-/// `repr(value)` for a float, without the cache: the shortest digits that
+/// `repr(value)` for a float: the shortest digits that
 /// read back as the same float (as Rust's `{:e}` gives them), laid out as
 /// CPython does — exponent form when the decimal point would sit more than
 /// 16 digits right or 4 left of the first digit, else fixed with at least
