@@ -322,13 +322,7 @@ impl VarSink<'_> {
         if value.is_null() {
             if previous.bound {
                 previous.bound = false;
-                self.vars.push(VarRecord {
-                    event: self.index,
-                    name,
-                    change: VarChange::Deleted as u8,
-                    value: 0,
-                    type_name: 0,
-                });
+                self.push_change(name, VarChange::Deleted, 0, 0);
             }
             return;
         }
@@ -341,19 +335,8 @@ impl VarSink<'_> {
                 previous.float = None;
                 previous.repr.clear();
                 previous.repr.push_str(REDACTED);
-                let change = if self.is_start {
-                    VarChange::Start
-                } else {
-                    VarChange::New
-                };
                 let value_ref = self.values.push(REDACTED);
-                self.vars.push(VarRecord {
-                    event: self.index,
-                    name,
-                    change: change as u8,
-                    value: value_ref,
-                    type_name: 0,
-                });
+                self.push_change(name, self.first_change(), value_ref, 0);
             }
             return;
         }
@@ -393,6 +376,7 @@ impl VarSink<'_> {
         } else {
             self.recent.get(value as usize, stamp)
         };
+        let first_change = self.first_change();
         let slots = self.scratch.slots();
         let text = &mut self.scratch.text;
         text.clear();
@@ -402,11 +386,7 @@ impl VarSink<'_> {
             None => unsafe { short_repr_in(value, self.repr, text, slots) },
         }
         let change = if !previous.bound {
-            if self.is_start {
-                VarChange::Start
-            } else {
-                VarChange::New
-            }
+            first_change
         } else if previous.recorded_text() == text.as_str() {
             previous.object = value as usize;
             previous.fingerprint = fingerprint;
@@ -431,11 +411,25 @@ impl VarSink<'_> {
             Some(found) => found,
             None => self.push_value(py, value, &previous.repr, (!mutable).then_some(stamp)),
         };
+        self.push_change(name, change, value_ref, type_name);
+    }
+
+    /// What a variable's first value is: `start` at its frame's start (the
+    /// arguments), else `new`.
+    fn first_change(&self) -> VarChange {
+        if self.is_start {
+            VarChange::Start
+        } else {
+            VarChange::New
+        }
+    }
+
+    fn push_change(&mut self, name: u32, change: VarChange, value: u32, type_name: u32) {
         self.vars.push(VarRecord {
             event: self.index,
             name,
             change: change as u8,
-            value: value_ref,
+            value,
             type_name,
         });
     }
@@ -466,11 +460,7 @@ impl VarSink<'_> {
         let change = if same {
             None
         } else if !previous.bound {
-            Some(if self.is_start {
-                VarChange::Start
-            } else {
-                VarChange::New
-            })
+            Some(self.first_change())
         } else {
             Some(VarChange::Modified)
         };
@@ -487,13 +477,7 @@ impl VarSink<'_> {
         previous.float = Some(number);
         let value_ref = self.push_float(number);
         let type_name = self.type_name(py, value);
-        self.vars.push(VarRecord {
-            event: self.index,
-            name,
-            change: change as u8,
-            value: value_ref,
-            type_name,
-        });
+        self.push_change(name, change, value_ref, type_name);
     }
 }
 
