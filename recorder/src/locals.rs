@@ -18,9 +18,9 @@ use rustc_hash::FxHashMap;
 use crate::names::Names;
 use crate::purity::list_bit;
 use crate::repr::{
-    FloatReprs, ReprOptions, ReprScratch, deferred_float, identity_stamp, is_plain_class, mix,
-    mix_bytes, repr_fixed_by_identity, reversed_items, scalar_summary, sequence_items,
-    short_repr_in,
+    FloatReprs, ReprOptions, ReprScratch, deferred_float, float_stamp, identity_stamp,
+    is_plain_class, mix, mix_bytes, repr_fixed_by_identity, reversed_items, scalar_summary,
+    sequence_items, short_repr_in,
 };
 
 /// What a redacted variable's value is recorded as.
@@ -468,8 +468,8 @@ impl VarSink<'_> {
         previous.object = value as usize;
         previous.fingerprint = None;
         previous.fixed = true;
-        // SAFETY: forwarded.
-        previous.stamp = unsafe { identity_stamp(value, self.repr.max_len) };
+        // The float's identity stamp, from the number already read.
+        previous.stamp = float_stamp(number);
         previous.reach = 0;
         let Some(change) = change else {
             return;

@@ -427,6 +427,12 @@ pub(crate) unsafe fn identity_stamp(obj: *mut ffi::PyObject, max_len: usize) -> 
     }
 }
 
+/// The [`identity_stamp`] of a float of value `value`: its bits.
+#[inline(always)]
+pub(crate) fn float_stamp(value: f64) -> u64 {
+    value.to_bits()
+}
+
 /// The stamp of a built-in object that is neither a scalar nor shown as
 /// `<Type object at 0x…>`: its type, and what its C repr shows of it — a
 /// range's bounds, a function's or generator's qualified name, a builtin
@@ -543,7 +549,7 @@ unsafe fn summarize(
     // SAFETY: fields read are those of `obj`'s exact type.
     unsafe {
         Some(if t == &raw mut ffi::PyFloat_Type {
-            (3, ffi::PyFloat_AS_DOUBLE(obj).to_bits()) // at least `0.0`, `inf`
+            (3, float_stamp(ffi::PyFloat_AS_DOUBLE(obj))) // at least `0.0`, `inf`
         } else if t == &raw mut ffi::PyUnicode_Type {
             (2, text_stamp(obj, t, max_len)) // the quotes
         } else if t == &raw mut ffi::PyBytes_Type {
