@@ -12,17 +12,11 @@ was imported first (``chronolog record -m pytest``); they need no rewriting.
 from __future__ import annotations
 
 import os
-from importlib.metadata import PackageNotFoundError, version
 
-from chronolog._native import FORMAT_VERSION, QueryError, TraceError
+from chronolog._native import FORMAT_VERSION, QueryError, TraceError, __version__
 from chronolog._record import Recording, record, start, stop
 from chronolog._snoop import snoop
 from chronolog._trace import Trace, queries
-
-try:
-    __version__ = version("chronolog")
-except PackageNotFoundError:  # running from a source tree without installing
-    __version__ = "0+unknown"
 
 __all__ = [
     "FORMAT_VERSION",

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 FORMAT_VERSION: str
+__version__: str
 """The trace format version this chronolog writes (``"MAJOR.MINOR"``)."""
 
 class TraceError(Exception):

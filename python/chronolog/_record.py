@@ -9,10 +9,8 @@ handling.
 from __future__ import annotations
 
 import atexit
-import json
 import os
 import platform
-import socket
 import sys
 import sysconfig
 import threading
@@ -166,7 +164,7 @@ class Recording:
             ("implementation", platform.python_implementation()),
             ("argv", repr(sys.argv)),
             ("pid", str(os.getpid())),
-            ("host", socket.gethostname()),
+            ("host", platform.node()),
             ("cwd", os.getcwd()),
             ("start_time", time.strftime("%Y-%m-%dT%H:%M:%S%z")),
             ("options", options),
@@ -207,6 +205,8 @@ class Recording:
             _active = self
             os._exit = _exit_completing_the_trace
             if self._subprocess:
+                import json  # here, not at the top: `import chronolog` stays quick
+
                 os.environ[SUBPROCESS_VARIABLE] = json.dumps(
                     {
                         "stem": _stem(self.path.absolute()),

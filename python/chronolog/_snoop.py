@@ -13,7 +13,6 @@ the decorated function just runs (recordings do not nest).
 from __future__ import annotations
 
 import functools
-import inspect
 import os
 import sys
 import tempfile
@@ -69,6 +68,8 @@ def snoop(
     record_options.setdefault("max_repr", max_variable_length)
 
     def decorate(function: F) -> F:
+        import inspect  # here, not at the top: `import chronolog` stays quick
+
         code = function.__code__
 
         def replay(path: str) -> None:

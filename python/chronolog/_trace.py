@@ -9,7 +9,6 @@ unknown names into one-line :class:`chronolog.QueryError`\\ s.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from importlib import resources
 from typing import Any
 
 from chronolog._native import QueryError
@@ -24,6 +23,8 @@ def quote(text: str) -> str:
 def queries() -> dict[str, str]:
     """The named analyses shipped with chronolog (``chronolog/queries/*.sql``),
     by name: run one with ``trace.sql("@name")`` or ``chronolog sql TRACE @name``."""
+    from importlib import resources  # here, not at the top: `import chronolog` stays quick
+
     folder = resources.files("chronolog") / "queries"
     return {
         entry.name.removesuffix(".sql"): entry.read_text(encoding="utf-8")
