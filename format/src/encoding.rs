@@ -129,74 +129,111 @@ impl<'a> VarintReader<'a> {
     }
 }
 
-/// Encoded sizes of `values` under each encoding, in one branch-free pass.
-/// Run lengths are counted as one byte each (exact below 128): long runs are
-/// where run-length encoding wins by far anyway.
-fn sizes<T: ColumnInt>(values: &[T]) -> [(Encoding, usize); 4] {
-    let (mut plain, mut delta, mut rle, mut delta_rle) = (0usize, 0usize, 0usize, 0usize);
-    let (mut previous, mut previous_delta) = (0u64, 0u64);
-    for (i, v) in values.iter().enumerate() {
+/// The encodings an integer column can take, in the order [`sizes`] gives
+/// their sizes (the first of equal sizes is chosen).
+const INT_ENCODINGS: [Encoding; 4] = [
+    Encoding::Varint,
+    Encoding::DeltaVarint,
+    Encoding::Rle,
+    Encoding::DeltaRle,
+];
+
+/// Encoded sizes of `values` under each of [`INT_ENCODINGS`], in one pass.
+/// Run lengths are counted as one byte each (exact below 128): long runs
+/// are where run-length encoding wins by far anyway.
+fn sizes<T: ColumnInt>(values: &[T]) -> [usize; 4] {
+    let Some((first, rest)) = values.split_first() else {
+        return [0; 4];
+    };
+    // The first value starts a run in both run-length forms; its delta is
+    // from 0.
+    let first = first.to_u64();
+    let first_delta = zigzag(first as i64);
+    let (mut plain, mut delta) = (varint_len(first), varint_len(first_delta));
+    let (mut rle, mut delta_rle) = (plain + 1, delta + 1);
+    let (mut previous, mut previous_delta) = (first, first_delta);
+    for v in rest {
         let v = v.to_u64();
         let d = zigzag(v.wrapping_sub(previous) as i64);
         let (v_len, d_len) = (varint_len(v), varint_len(d));
         plain += v_len;
         delta += d_len;
-        let first = usize::from(i == 0);
-        rle += (usize::from(v != previous) | first) * (v_len + 1);
-        delta_rle += (usize::from(d != previous_delta) | first) * (d_len + 1);
+        rle += usize::from(v != previous) * (v_len + 1);
+        delta_rle += usize::from(d != previous_delta) * (d_len + 1);
         previous = v;
         previous_delta = d;
     }
-    [
-        (Encoding::Varint, plain),
-        (Encoding::DeltaVarint, delta),
-        (Encoding::Rle, rle),
-        (Encoding::DeltaRle, delta_rle),
-    ]
+    [plain, delta, rle, delta_rle]
+}
+
+/// The zigzag deltas of `values`, the first from 0.
+fn deltas<T: ColumnInt>(values: &[T]) -> impl Iterator<Item = u64> + '_ {
+    let mut previous = 0u64;
+    values.iter().map(move |v| {
+        let v = v.to_u64();
+        let delta = zigzag(v.wrapping_sub(previous) as i64);
+        previous = v;
+        delta
+    })
+}
+
+/// Appends the varints of `values`, which take exactly `size` bytes: into
+/// bytes already in place, with no capacity check per byte (what `push`
+/// costs is most of the encoding).
+fn put_varints(out: &mut Vec<u8>, size: usize, values: impl Iterator<Item = u64>) {
+    let start = out.len();
+    out.resize(start + size, 0);
+    let bytes = &mut out[start..];
+    let mut at = 0;
+    for mut v in values {
+        while v >= 0x80 {
+            bytes[at] = (v as u8) | 0x80;
+            at += 1;
+            v >>= 7;
+        }
+        bytes[at] = v as u8;
+        at += 1;
+    }
+    debug_assert_eq!(at, size, "sizes() counts what put_varints writes");
+}
+
+/// Appends `values` as (value, run length) pairs.
+fn put_runs(out: &mut Vec<u8>, mut values: impl Iterator<Item = u64>) {
+    let Some(mut value) = values.next() else {
+        return;
+    };
+    let mut length = 1u64;
+    for v in values {
+        if v == value {
+            length += 1;
+        } else {
+            put_varint(out, value);
+            put_varint(out, length);
+            (value, length) = (v, 1);
+        }
+    }
+    put_varint(out, value);
+    put_varint(out, length);
 }
 
 /// Encodes `values` with the smallest encoding; returns it with the bytes.
 pub(crate) fn encode_ints<T: ColumnInt>(values: &[T], out: &mut Vec<u8>) -> Encoding {
-    let (encoding, size) = sizes(values)
-        .into_iter()
-        .min_by_key(|&(_, size)| size)
-        .unwrap_or((Encoding::Varint, 0));
-    out.reserve(size);
-    let delta = matches!(encoding, Encoding::DeltaVarint | Encoding::DeltaRle);
-    let mut previous = 0u64;
-    let mut next = |v: &T| {
-        let v = v.to_u64();
-        let out = if delta {
-            zigzag(v.wrapping_sub(previous) as i64)
-        } else {
-            v
-        };
-        previous = v;
-        out
-    };
-    if matches!(encoding, Encoding::Rle | Encoding::DeltaRle) {
-        let mut iter = values.iter();
-        if let Some(first) = iter.next() {
-            let (mut value, mut length) = (next(first), 1u64);
-            for v in iter {
-                let v = next(v);
-                if v == value {
-                    length += 1;
-                } else {
-                    put_varint(out, value);
-                    put_varint(out, length);
-                    (value, length) = (v, 1);
-                }
-            }
-            put_varint(out, value);
-            put_varint(out, length);
-        }
-    } else {
-        for v in values {
-            put_varint(out, next(v));
+    let sizes = sizes(values);
+    let mut chosen = 0;
+    for (i, &size) in sizes.iter().enumerate() {
+        if size < sizes[chosen] {
+            chosen = i;
         }
     }
-    encoding
+    out.reserve(sizes[chosen]);
+    let plain = values.iter().map(|v| v.to_u64());
+    match INT_ENCODINGS[chosen] {
+        Encoding::Varint => put_varints(out, sizes[chosen], plain),
+        Encoding::DeltaVarint => put_varints(out, sizes[chosen], deltas(values)),
+        Encoding::Rle => put_runs(out, plain),
+        _ => put_runs(out, deltas(values)),
+    }
+    INT_ENCODINGS[chosen]
 }
 
 /// Decodes exactly `count` integers into `out`.
@@ -341,6 +378,29 @@ mod tests {
             .map(|i| 5_000_000_000 + i * 97 + (i * i * 13) % 37)
             .collect();
         assert_eq!(round_trip(&ts), Encoding::DeltaVarint);
+    }
+
+    proptest::proptest! {
+        /// Any column round-trips, and the varint encodings fill exactly
+        /// the bytes `sizes` counted for them (what `put_varints` relies on).
+        #[test]
+        fn any_column_round_trips(
+            values in proptest::collection::vec(
+                proptest::prop_oneof![0u64..4, 0u64..300, proptest::num::u64::ANY], 0..400),
+        ) {
+            round_trip(&values);
+            let sizes = sizes(&values);
+            for (i, encoding) in INT_ENCODINGS.iter().enumerate().take(2) {
+                let mut bytes = Vec::new();
+                match encoding {
+                    Encoding::Varint => put_varints(&mut bytes, sizes[i], values.iter().copied()),
+                    _ => put_varints(&mut bytes, sizes[i], deltas(&values)),
+                }
+                let mut back: Vec<u64> = Vec::new();
+                decode_ints(*encoding, &bytes, values.len(), &mut back).expect("decodes");
+                proptest::prop_assert_eq!(&back, &values);
+            }
+        }
     }
 
     #[test]
