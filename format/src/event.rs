@@ -388,14 +388,21 @@ impl RowBatch {
 
     /// Moves the rows into the (empty) event and variable columns of
     /// `batch`, keeping the rows' allocations.
+    ///
+    /// Block by block: each column is filled from a block of rows that
+    /// stays in the core's cache, instead of from all the rows (megabytes)
+    /// read again for every column — which made this copy a third of the
+    /// writer's time.
     pub fn rows_to_columns(&mut self) {
+        /// Rows per block: 256 rows of at most 72 bytes, 18 KB.
+        const BLOCK: usize = 256;
         let batch = &mut self.batch;
         macro_rules! fill {
             ($rows:expr, $($column:ident <- $field:ident),*) => {
-                $(
-                    batch.$column.reserve($rows.len());
-                    batch.$column.extend($rows.iter().map(|row| row.$field));
-                )*
+                $( batch.$column.reserve($rows.len()); )*
+                for block in $rows.chunks(BLOCK) {
+                    $( batch.$column.extend(block.iter().map(|row| row.$field)); )*
+                }
             };
         }
         fill!(
