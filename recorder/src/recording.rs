@@ -826,7 +826,8 @@ impl Recorder {
         f: impl FnOnce(&mut Recording, &Layout) -> Option<Result<Verdict, String>>,
     ) -> Option<Verdict> {
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let mut state = self.state.try_lock()?;
+            // SAFETY: events hold the GIL, which serialises them.
+            let mut state = unsafe { self.state.try_lock_serialised() }?;
             f(state.as_mut()?, &self.layout)
         }));
         match outcome {
@@ -848,10 +849,13 @@ impl Recorder {
                 "chronolog: the recording cannot be used from inside a __repr__ it called",
             ));
         }
-        Ok(match self.state.try_lock() {
-            Some(guard) => guard,
-            None => py.detach(|| self.state.lock()),
-        })
+        loop {
+            // SAFETY: `py`: the GIL is held, which serialises the callers.
+            if let Some(guard) = unsafe { self.state.try_lock_serialised() } {
+                return Ok(guard);
+            }
+            py.detach(|| self.state.wait_until_free());
+        }
     }
 
     /// True while recording.
@@ -956,7 +960,7 @@ fn start_flusher(state: Arc<SpinLock<Option<Recording>>>) -> Arc<SpinLock<Option
                 std::thread::sleep(std::time::Duration::from_millis(50));
                 let Some(state) = weak.upgrade() else { return };
                 // Busy means events are flowing: they flush on their own.
-                let Some(mut guard) = state.try_lock() else {
+                let Some(mut guard) = state.try_lock_unattached() else {
                     continue;
                 };
                 let Some(recording) = guard.as_mut() else {
