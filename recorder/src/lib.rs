@@ -37,6 +37,8 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
+    // While the importing process most likely has one thread (see there).
+    spinlock::process_barrier::available();
     repr::check_range_layout(py)?;
     purity::check_iterator_layout(py)?;
     m.add("TraceError", py.get_type::<error::TraceError>())?;
