@@ -15,11 +15,13 @@ from __future__ import annotations
 import functools
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
-from typing import Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from chronolog import _record
+
+if TYPE_CHECKING:
+    import tempfile
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -92,6 +94,8 @@ def snoop(
                 return None, "", None
             scratch = None
             if trace is None:
+                import tempfile  # here, not at the top: `import chronolog` stays quick
+
                 scratch = tempfile.TemporaryDirectory(prefix="chronolog-snoop-")
                 path = os.path.join(scratch.name, "snoop.clog")
             else:
