@@ -86,9 +86,11 @@ impl<T> SpinLock<T> {
     }
 
     fn try_take<'a>(&'a self, flag: &'a AtomicBool) -> Option<SpinGuard<'a, T>> {
+        // The guard is made only on success: a guard made and dropped on
+        // failure would clear the flag its holder set.
         flag.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
-            .then_some(SpinGuard { lock: self, flag })
+            .then(|| SpinGuard { lock: self, flag })
     }
 
     /// Returns once the lock looks free, yielding the CPU meanwhile: for a
@@ -247,6 +249,11 @@ mod tests {
             lock.fenced &= fenced;
             // SAFETY: one thread.
             let guard = unsafe { lock.try_lock_serialised() }.expect("free");
+            assert!(lock.try_lock_unattached().is_none());
+            // A failed try leaves the holder's claim in place.
+            assert!(lock.try_lock_unattached().is_none());
+            // SAFETY: one thread.
+            assert!(unsafe { lock.try_lock_serialised() }.is_none());
             assert!(lock.try_lock_unattached().is_none());
             drop(guard);
             let guard = lock.try_lock_unattached().expect("free");
