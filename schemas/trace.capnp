@@ -40,8 +40,6 @@ enum Encoding {
   deltaVarint @2;           # one varint per value: zigzag(v[i] - v[i-1]), v[-1] = 0
   rle @3;                   # runs: varint value, varint run length (>= 1)
   deltaRle @4;              # runs as in rle, over the zigzag deltas of deltaVarint
-  deltaPacked @5;           # (since 1.2) the deltas v[i] - v[i-1] less their minimum,
-                            # bit-packed at one width, wider ones patched: see SPEC.md
 }
 
 enum ColumnId {

@@ -200,15 +200,9 @@ struct ColumnWriter {
 
 impl ColumnWriter {
     fn ints<T: ColumnInt>(&mut self, id: ColumnId, values: &[T]) {
-        let stored = encoding::store_ints(values);
-        self.add(
-            id,
-            stored.encoding,
-            stored.compression,
-            values.len(),
-            stored.raw_len,
-            stored.data,
-        );
+        let mut raw = Vec::new();
+        let encoding = encoding::encode_ints(values, &mut raw);
+        self.push(id, encoding, values.len(), raw);
     }
 
     /// Like `ints`, but writes nothing when every value is 0 (the reader
@@ -219,23 +213,10 @@ impl ColumnWriter {
         }
     }
 
-    /// Stores raw bytes (the values' text), compressed when that helps.
-    fn bytes(&mut self, id: ColumnId, raw: Vec<u8>) {
-        let (count, raw_len) = (raw.len(), raw.len());
-        let (compression, data) = encoding::compress(raw);
-        self.add(id, Encoding::Bytes, compression, count, raw_len, data);
-    }
-
-    fn add(
-        &mut self,
-        id: ColumnId,
-        encoding: Encoding,
-        compression: Compression,
-        count: usize,
-        raw_len: usize,
-        data: Vec<u8>,
-    ) {
+    fn push(&mut self, id: ColumnId, encoding: Encoding, count: usize, raw: Vec<u8>) {
+        let raw_len = raw.len();
         self.raw_bytes += raw_len as u64;
+        let (compression, data) = encoding::compress(raw);
         let count = u32::try_from(count).unwrap_or(u32::MAX);
         let raw_len = u32::try_from(raw_len).unwrap_or(u32::MAX);
         self.columns
@@ -337,7 +318,7 @@ pub(crate) fn encode_chunk(batch: &EventBatch, range: Range<usize>) -> (Vec<u8>,
     if !dictionary.lens.is_empty() {
         w.ints(ColumnId::ValueLen, &dictionary.lens);
         let text = std::mem::take(&mut dictionary.text);
-        w.bytes(ColumnId::ValueBytes, text);
+        w.push(ColumnId::ValueBytes, Encoding::Bytes, text.len(), text);
     }
     stats.raw_bytes = w.raw_bytes;
 

@@ -45,7 +45,7 @@ pub fn chunk(body: &[u8]) -> Result<usize, String> {
 }
 
 /// One column's bytes: `compression` (0 none, 1 LZ4) then `encoding`
-/// (1 varint, 2 delta varint, 3 RLE, 4 delta RLE, 5 delta packed), `count` values of
+/// (1 varint, 2 delta varint, 3 RLE, 4 delta RLE), `count` values of
 /// `raw_len` bytes before compression.
 pub fn column(
     compression: u8,
@@ -64,7 +64,6 @@ pub fn column(
         2 => Encoding::DeltaVarint,
         3 => Encoding::Rle,
         4 => Encoding::DeltaRle,
-        5 => Encoding::DeltaPacked,
         other => return Err(format!("encoding {other}")),
     };
     let mut scratch = Vec::new();

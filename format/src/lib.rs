@@ -61,8 +61,6 @@ pub use writer::{TraceWriter, WriteSummary, WriterOptions};
 /// Major version of the format this crate writes and reads. A reader refuses
 /// a file with a larger major version.
 pub const FORMAT_MAJOR: u16 = 1;
-/// Minor version this crate writes. Minor versions add fields, columns and
-/// kinds that older readers of the same major version skip, and encodings
-/// (1.2: `deltaPacked`) an older reader refuses column by column with a
-/// one-line error.
-pub const FORMAT_MINOR: u16 = 2;
+/// Minor version this crate writes. Minor versions only add fields, columns
+/// and kinds that older readers of the same major version skip.
+pub const FORMAT_MINOR: u16 = 1;

@@ -662,7 +662,6 @@ pub enum Encoding {
     DeltaVarint = 2,
     Rle = 3,
     DeltaRle = 4,
-    DeltaPacked = 5,
 }
 
 impl ::capnp::introspect::Introspect for Encoding {
@@ -680,7 +679,6 @@ impl ::core::convert::TryFrom<u16> for Encoding {
             2 => ::core::result::Result::Ok(Self::DeltaVarint),
             3 => ::core::result::Result::Ok(Self::Rle),
             4 => ::core::result::Result::Ok(Self::DeltaRle),
-            5 => ::core::result::Result::Ok(Self::DeltaPacked),
             n => ::core::result::Result::Err(::capnp::NotInSchema(n)),
         }
     }
@@ -693,7 +691,7 @@ impl ::capnp::traits::HasTypeId for Encoding {
     const TYPE_ID: u64 = 0xa4f1_6afa_a42e_8024u64;
 }
 mod encoding {
-pub(crate) static ENCODED_NODE: [::capnp::Word; 44] = [
+pub(crate) static ENCODED_NODE: [::capnp::Word; 39] = [
     ::capnp::word(0, 0, 0, 0, 5, 0, 6, 0),
     ::capnp::word(36, 128, 46, 164, 250, 106, 241, 164),
     ::capnp::word(12, 0, 0, 0, 2, 0, 0, 0),
@@ -703,31 +701,28 @@ pub(crate) static ENCODED_NODE: [::capnp::Word; 44] = [
     ::capnp::word(21, 0, 0, 0, 170, 0, 0, 0),
     ::capnp::word(29, 0, 0, 0, 7, 0, 0, 0),
     ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
-    ::capnp::word(25, 0, 0, 0, 151, 0, 0, 0),
+    ::capnp::word(25, 0, 0, 0, 127, 0, 0, 0),
     ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
     ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
     ::capnp::word(116, 114, 97, 99, 101, 46, 99, 97),
     ::capnp::word(112, 110, 112, 58, 69, 110, 99, 111),
     ::capnp::word(100, 105, 110, 103, 0, 0, 0, 0),
     ::capnp::word(0, 0, 0, 0, 1, 0, 1, 0),
-    ::capnp::word(24, 0, 0, 0, 1, 0, 2, 0),
+    ::capnp::word(20, 0, 0, 0, 1, 0, 2, 0),
     ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
-    ::capnp::word(65, 0, 0, 0, 50, 0, 0, 0),
+    ::capnp::word(53, 0, 0, 0, 50, 0, 0, 0),
     ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
     ::capnp::word(1, 0, 0, 0, 0, 0, 0, 0),
-    ::capnp::word(57, 0, 0, 0, 58, 0, 0, 0),
+    ::capnp::word(45, 0, 0, 0, 58, 0, 0, 0),
     ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
     ::capnp::word(2, 0, 0, 0, 0, 0, 0, 0),
-    ::capnp::word(49, 0, 0, 0, 98, 0, 0, 0),
+    ::capnp::word(37, 0, 0, 0, 98, 0, 0, 0),
     ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
     ::capnp::word(3, 0, 0, 0, 0, 0, 0, 0),
-    ::capnp::word(45, 0, 0, 0, 34, 0, 0, 0),
+    ::capnp::word(33, 0, 0, 0, 34, 0, 0, 0),
     ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
     ::capnp::word(4, 0, 0, 0, 0, 0, 0, 0),
-    ::capnp::word(37, 0, 0, 0, 74, 0, 0, 0),
-    ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
-    ::capnp::word(5, 0, 0, 0, 0, 0, 0, 0),
-    ::capnp::word(33, 0, 0, 0, 98, 0, 0, 0),
+    ::capnp::word(25, 0, 0, 0, 74, 0, 0, 0),
     ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
     ::capnp::word(98, 121, 116, 101, 115, 0, 0, 0),
     ::capnp::word(118, 97, 114, 105, 110, 116, 0, 0),
@@ -736,8 +731,6 @@ pub(crate) static ENCODED_NODE: [::capnp::Word; 44] = [
     ::capnp::word(114, 108, 101, 0, 0, 0, 0, 0),
     ::capnp::word(100, 101, 108, 116, 97, 82, 108, 101),
     ::capnp::word(0, 0, 0, 0, 0, 0, 0, 0),
-    ::capnp::word(100, 101, 108, 116, 97, 80, 97, 99),
-    ::capnp::word(107, 101, 100, 0, 0, 0, 0, 0),
 ];
 pub(crate) fn get_annotation_types(child_index: Option<u16>, index: u32) -> ::capnp::introspect::Type {
     ::capnp::introspect::panic_invalid_annotation_indices(child_index, index)
