@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Any
 
 FORMAT_VERSION: str
-__version__: str
 """The trace format version this chronolog writes (``"MAJOR.MINOR"``)."""
+__version__: str
+"""chronolog's version, the workspace's (``Cargo.toml``)."""
 
 class TraceError(Exception):
     """A trace is missing, unreadable, damaged beyond use, or of a newer

@@ -26,6 +26,15 @@ from chronolog import _native
 #: `import chronolog` takes).
 _IMPLEMENTATIONS = {"cpython": "CPython", "pypy": "PyPy"}
 
+
+def _host() -> str:
+    """The machine's name, as `socket.gethostname()` gives it, without
+    importing `socket` (Windows has no `os.uname`)."""
+    if hasattr(os, "uname"):
+        return os.uname().nodename
+    return os.environ.get("COMPUTERNAME", "")
+
+
 _lock = threading.Lock()
 _active: Recording | None = None
 
@@ -169,7 +178,7 @@ class Recording:
             ("implementation", _IMPLEMENTATIONS.get(name, name)),
             ("argv", repr(sys.argv)),
             ("pid", str(os.getpid())),
-            ("host", os.uname().nodename),
+            ("host", _host()),
             ("cwd", os.getcwd()),
             ("start_time", time.strftime("%Y-%m-%dT%H:%M:%S%z")),
             ("options", options),
